@@ -1,0 +1,45 @@
+"""Figure builders: metrics (the store's long format) in, ``plotly.graph_objects.Figure`` out.
+
+Pure functions, tested without a browser; panels wrap the same figures in a ``FigureWidget``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from lab.registry import Series
+
+
+def series_xy(metrics: pd.DataFrame, series: Series) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, y) points of ``series``: metric ``series.x`` against ``series.y`` at the steps logging both."""
+    wanted = metrics[metrics["name"].isin([series.x, series.y])]
+    wide = wanted.pivot_table(index="step", columns="name", values="value", aggfunc="last", dropna=False)
+    if series.x not in wide or series.y not in wide:
+        return np.empty(0), np.empty(0)
+    wide = wide[[series.x, series.y]].dropna().sort_index()
+    return wide[series.x].to_numpy(float), wide[series.y].to_numpy(float)
+
+
+def series_figure(
+    metrics: pd.DataFrame | None,
+    series: Sequence[Series],
+    *,
+    title: str = "",
+    axis_titles: tuple[str, str] = ("", ""),
+    run_labels: Mapping[int, str] | None = None,
+) -> go.Figure:
+    """One line per (run, series). With ``metrics`` None or empty, empty lines keep the legend and axes."""
+    figure = go.Figure(layout=dict(title=title, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1]))
+    figure.update_layout(template="plotly_white", legend=dict(orientation="h", y=-0.2), margin=dict(t=50, r=20))
+    runs = [None] if metrics is None or metrics.empty else sorted(metrics["run_id"].unique())
+    for run_id in runs:
+        frame = metrics[metrics["run_id"] == run_id] if run_id is not None else None
+        for s in series:
+            x, y = series_xy(frame, s) if frame is not None else (np.empty(0), np.empty(0))
+            prefix = f"{(run_labels or {}).get(run_id, f'run {run_id}')}: " if len(runs) > 1 else ""
+            figure.add_scatter(x=x, y=y, mode="lines+markers", name=prefix + s.label)
+    return figure
