@@ -41,5 +41,5 @@ def series_figure(
         for s in series:
             x, y = series_xy(frame, s) if frame is not None else (np.empty(0), np.empty(0))
             prefix = f"{(run_labels or {}).get(run_id, f'run {run_id}')}: " if len(runs) > 1 else ""
-            figure.add_scatter(x=x, y=y, mode="lines+markers", name=prefix + s.label)
+            figure.add_scatter(x=x, y=y, mode=s.mode, name=prefix + s.label)
     return figure

@@ -35,6 +35,7 @@ class Series:
     x: str
     y: str
     label: str
+    mode: str = "lines"
 
 
 @dataclass(frozen=True)

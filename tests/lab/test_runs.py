@@ -17,12 +17,14 @@ from lab.runs import MemoryRun, RunStore, default_store_path
 
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from lab.runs import RunStore
-    path, steps, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    path, steps, pause, go = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
     store = RunStore(path)
     run = store.start("writer", "theory", {"steps": steps})
     print(run.id, flush=True)
+    while go and not os.path.exists(go):  # start line: every writer logs at the same time
+        time.sleep(0.01)
     for step in range(steps):
         run.log(step, a=step, b=2.0 * step, c=-step)
         time.sleep(pause)
@@ -31,9 +33,9 @@ WRITER = textwrap.dedent(
 )
 
 
-def _writer(path, steps, pause):
+def _writer(path, steps, pause, go=""):
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(steps), str(pause)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(path), str(steps), str(pause), str(go)], stdout=subprocess.PIPE, text=True
     )
 
 
@@ -90,13 +92,17 @@ def test_default_path_honours_environment(monkeypatch, tmp_path):
 def test_four_processes_logging_concurrently_lose_no_row(tmp_path):
     path, steps = tmp_path / "lab.sqlite", 400
     RunStore(path)  # create the schema first, as a user's store already would be
-    writers = [_writer(path, steps, 0.0) for _ in range(4)]
+    go = tmp_path / "go"
+    writers = [_writer(path, steps, 0.0, go) for _ in range(4)]
+    for writer in writers:
+        writer.stdout.readline()  # its run is started
+    go.touch()
     for writer in writers:
         assert writer.wait(timeout=300) == 0
     store = RunStore(path)
     runs = store.runs()
     assert len(runs) == 4 and set(runs["status"]) == {"finished"}
-    assert runs["started"].max() < runs["finished"].min()  # all four were writing at the same time
+    assert runs["started"].max() < runs["finished"].min()  # all four runs were open at the same time
     frame = store.metrics(runs["id"])
     assert len(frame) == 4 * steps * 3
     for _, one in frame.groupby("run_id"):
