@@ -30,7 +30,7 @@ _MAX_SLIDER_STEPS = 1000
 
 def _control(spec: FieldSpec) -> widgets.ValueWidget:
     """The widget for one field: checkbox, dropdown, (log-)slider when bounded, else a text box."""
-    common = dict(description=spec.name, description_tooltip=spec.help, style=_STYLE, layout=_LAYOUT)
+    common = dict(description=spec.name, tooltip=spec.help, style=_STYLE, layout=_LAYOUT)
     lower, upper = spec.lower, spec.upper
     if spec.type is bool:
         return widgets.Checkbox(value=spec.default, indent=False, **common)
