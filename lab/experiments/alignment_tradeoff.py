@@ -91,7 +91,16 @@ def _mc_rng(cfg: AlignmentTradeoffConfig, curve: int, step: int) -> np.random.Ge
     return np.random.default_rng([cfg.seed, 1, curve, step])
 
 
+def _monte_carlo_metrics(curve: str, estimate: alignment.MonteCarloEstimate) -> dict[str, float]:
+    return {
+        f"{curve}.kl_to_ref": estimate.kl,
+        f"{curve}.reward": estimate.reward,
+        f"{curve}.reward_stderr": estimate.reward_stderr,
+    }
+
+
 def run_alignment_tradeoff(cfg: AlignmentTradeoffConfig, run: RunLogger, progress) -> None:
+    """Steps 1-3 of the module docstring; points already logged (a resumed run) are skipped."""
     p, r = make_instance(cfg)
     betas = beta_grid(p, r, cfg.max_n, cfg.n_betas)
     ns = best_of_n_grid(cfg.max_n)
@@ -104,8 +113,7 @@ def run_alignment_tradeoff(cfg: AlignmentTradeoffConfig, run: RunLogger, progres
             metrics = {"tilted.beta": beta, "tilted.kl_to_ref": tilted.kl[step], "tilted.reward": tilted.reward[step]}
             if cfg.mc_samples:
                 mc = alignment.monte_carlo_tilted(p, r, beta, cfg.mc_samples, _mc_rng(cfg, TILTED, step))
-                metrics |= {"tilted_mc.kl_to_ref": mc.kl, "tilted_mc.reward": mc.reward}
-                metrics |= {"tilted_mc.reward_stderr": mc.reward_stderr}
+                metrics |= _monte_carlo_metrics("tilted_mc", mc)
             run.log(step, **metrics)
         done += 1
         progress(done, total)
@@ -119,8 +127,7 @@ def run_alignment_tradeoff(cfg: AlignmentTradeoffConfig, run: RunLogger, progres
                 metrics["best_of_n.tilted_reward_at_same_kl"] = alignment.solve_beta_for_kl(p, r, kl).reward
             if cfg.mc_samples:
                 mc = alignment.monte_carlo_best_of_n(p, r, n, cfg.mc_samples, _mc_rng(cfg, BEST_OF_N, n))
-                metrics |= {"best_of_n_mc.kl_to_ref": mc.kl, "best_of_n_mc.reward": mc.reward}
-                metrics |= {"best_of_n_mc.reward_stderr": mc.reward_stderr}
+                metrics |= _monte_carlo_metrics("best_of_n_mc", mc)
             run.log(n, **metrics)
         done += 1
         progress(done, total)
