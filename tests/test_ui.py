@@ -1,0 +1,217 @@
+"""The tour's ExperimentPanel works in a real browser: JupyterLab + headless chromium, driven by playwright.
+
+Executing a notebook (``test_notebooks.py``) never renders a widget or clicks a button. This test
+opens a temporary copy of ``notebooks/00_tour.ipynb`` in JupyterLab, runs every cell, moves the
+panel's ``n_betas`` slider, presses **Run** and waits until the live plotly figure, updated from the
+panel's worker thread, shows the run's points in the page; the stored run must carry the slider's value.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``; never ``playwright install``). Without
+it the test skips, unless ``LAB_REQUIRE_UI=1`` (as in CI), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ui
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "00_tour.ipynb"
+SERVER_START_TIMEOUT_S = 120
+KERNEL_IDLE_TIMEOUT_MS = 120_000
+RUN_ALL_TIMEOUT_MS = 300_000
+WIDGET_TIMEOUT_MS = 60_000
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# True once the notebook's kernel is idle and every code cell has run (or one raised: then "error" is set).
+JS_RUN_ALL_DONE = """() => {
+    const nb = window.jupyterapp.shell.currentWidget;
+    const cells = (nb?.content?.widgets ?? []).filter(cell => cell.model.type === 'code');
+    for (const cell of cells) {
+        const error = cell.model.outputs.toJSON().find(output => output.output_type === 'error');
+        if (error) return {error: `${error.ename}: ${error.evalue}`};
+    }
+    const idle = nb?.sessionContext?.session?.kernel?.status === 'idle';
+    return idle && cells.length > 0 && cells.every(cell => cell.model.executionCount !== null) && {error: null};
+}"""
+
+# The number of points of each trace of a plotly graph div, and whether all its x values are finite. ``_fullData``
+# holds the decoded arrays (``data`` may hold the typed-array specs, {dtype, bdata}, that FigureWidget sends).
+JS_TRACE_POINTS = """el => (el._fullData ?? []).map(trace => {
+    const xs = Array.from(trace.x ?? []);
+    return {points: xs.length, finite: xs.every(Number.isFinite)};
+})"""
+
+
+@dataclass(frozen=True)
+class LabServer:
+    base_url: str
+    token: str
+    root: Path
+    store_path: Path
+    log_path: Path
+
+    def log_tail(self, n_chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n_chars:] if self.log_path.exists() else ""
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("LAB_REQUIRE_UI") == "1":
+        pytest.fail(f"{reason} (LAB_REQUIRE_UI=1 forbids skipping the browser test)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        _skip_or_fail("chromium not found: install it with 'apt-get install chromium' to run the real-browser test")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _skip_or_fail("python playwright not installed: pip install -e '.[dev]'")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def jupyter_lab(chromium_path, tmp_path_factory) -> Iterator[LabServer]:
+    """JupyterLab on a free port, serving a temporary copy of the tour; stopped at the end of the session."""
+    tmp = tmp_path_factory.mktemp("jupyterlab")
+    root = tmp / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    config_dir = tmp / "config"
+    (config_dir / "labconfig").mkdir(parents=True)
+    # JupyterLab 4's "get notified about official Jupyter news?" toast would cover the widgets.
+    disabled = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+    (config_dir / "labconfig" / "page_config.json").write_text(json.dumps(disabled))
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(config_dir),
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        JUPYTER_DATA_DIR=str(tmp / "data"),  # the notebook-signing key would otherwise go to ~/.local/share/jupyter
+        LAB_QUICK="1",
+        LAB_STORE=str(tmp / "lab.sqlite"),
+    )
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+        f"--LabServerApp.workspaces_dir={tmp / 'ws'}",
+    ]  # fmt: skip
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # jupyter refuses to start as root otherwise (CI containers run as root)
+    server = LabServer(f"http://127.0.0.1:{port}", token, root, tmp / "lab.sqlite", tmp / "jupyterlab.log")
+    with open(server.log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"jupyter lab exited with code {process.returncode}:\n{server.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{server.base_url}/api/status?token={token}", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer within {SERVER_START_TIMEOUT_S} s:\n{server.log_tail()}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        process.terminate()  # jupyter_server shuts its kernels down on SIGTERM
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_panel_run_draws_the_runs_points_in_the_browser(jupyter_lab, chromium_path, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from lab.runs import RunStore
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{jupyter_lab.base_url}/lab/tree/{NOTEBOOK.name}?reset&token={jupyter_lab.token}")
+            page.wait_for_function(
+                "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'",
+                timeout=KERNEL_IDLE_TIMEOUT_MS,
+            )
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            outcome = page.wait_for_function(JS_RUN_ALL_DONE, timeout=RUN_ALL_TIMEOUT_MS, polling=250).json_value()
+            assert outcome["error"] is None, f"a cell raised {outcome['error']}"
+
+            # The panel: the output holding a widget button and a plotly graph (the tour's later figure has no button).
+            panel = page.locator(".jp-OutputArea-output:has(.js-plotly-plot):has(.widget-button)")
+            expect(panel).to_have_count(1, timeout=WIDGET_TIMEOUT_MS)
+            panel.scroll_into_view_if_needed()  # for the screenshot; the notebook renders off-screen cells lazily
+            plot = panel.locator(".js-plotly-plot")
+            expect(plot.locator(".gtitle")).to_have_text("alignment-tradeoff", timeout=WIDGET_TIMEOUT_MS)
+            expect(panel).to_contain_text("ready")
+            before = plot.evaluate(JS_TRACE_POINTS)
+            assert before and all(trace["points"] == 0 for trace in before), f"traces not empty before Run: {before}"
+
+            # Move the n_betas slider one step (ipywidgets 8 noUiSlider); the run must use the new value.
+            slider = panel.locator(".widget-slider").filter(has_text="n_betas")
+            readout = slider.locator(".widget-readout")
+            n_betas = int(readout.inner_text())
+            slider.locator(".noUi-handle").focus()
+            page.keyboard.press("ArrowRight")
+            expect(readout).to_have_text(str(n_betas + 1))
+
+            # Not get_by_role(name="Run", exact=True): the font-awesome icon's glyph is part of the accessible name.
+            panel.locator("button.widget-button", has_text=re.compile(r"^Run$")).click()
+            page.wait_for_function(
+                f"el => ({JS_TRACE_POINTS})(el)[0]?.points > 5", arg=plot.element_handle(), timeout=WIDGET_TIMEOUT_MS
+            )
+            expect(panel).to_contain_text(re.compile(r"run \d+ finished"), timeout=WIDGET_TIMEOUT_MS)
+            after = plot.evaluate(JS_TRACE_POINTS)
+            assert len(after) == len(before)
+            assert after[0]["points"] == n_betas + 1 and all(trace["finite"] for trace in after), after
+
+            run_id = int(re.search(r"run (\d+) finished", panel.inner_text()).group(1))
+            info = RunStore(jupyter_lab.store_path).run_info(run_id)
+            assert (info["status"], info["config"]["n_betas"]) == ("finished", n_betas + 1)
+        except BaseException:
+            print(f"--- jupyter lab log (tail) ---\n{jupyter_lab.log_tail()}")
+            raise
+        finally:
+            try:  # an artifact for humans, on success and failure alike; never the reason the test fails
+                page.screenshot(path=tmp_path / "tour.png")
+                print(f"screenshot: {tmp_path / 'tour.png'}")
+            except Exception as error:
+                print(f"no screenshot: {error}")
+            browser.close()
