@@ -4,6 +4,8 @@ Executing a notebook (``test_notebooks.py``) never renders a widget or clicks a 
 opens a temporary copy of ``notebooks/00_tour.ipynb`` in JupyterLab, runs every cell, moves the
 panel's ``n_betas`` slider, presses **Run** and waits until the live plotly figure, updated from the
 panel's worker thread, shows the run's points in the page; the stored run must carry the slider's value.
+It then starts a long run, sees its first points arrive while it runs, presses **Stop**, and checks
+the run ends ``stopped`` part-way, which shows the kernel's main thread stayed free for the click.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``; never ``playwright install``). Without
 it the test skips, unless ``LAB_REQUIRE_UI=1`` (as in CI), where it fails instead.
@@ -35,6 +37,7 @@ SERVER_START_TIMEOUT_S = 120
 KERNEL_IDLE_TIMEOUT_MS = 120_000
 RUN_ALL_TIMEOUT_MS = 300_000
 WIDGET_TIMEOUT_MS = 60_000
+LONG_RUN_MC_SAMPLES = 5_000_000  # about 0.1 s per point on 2 cores: the run lasts long enough to be stopped
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-dev-shm-usage",
@@ -203,8 +206,25 @@ def test_panel_run_draws_the_runs_points_in_the_browser(jupyter_lab, chromium_pa
             assert after[0]["points"] == n_betas + 1 and all(trace["finite"] for trace in after), after
 
             run_id = int(re.search(r"run (\d+) finished", panel.inner_text()).group(1))
-            info = RunStore(jupyter_lab.store_path).run_info(run_id)
+            store = RunStore(jupyter_lab.store_path)
+            info = store.run_info(run_id)
             assert (info["status"], info["config"]["n_betas"]) == ("finished", n_betas + 1)
+
+            # A long run: points appear while it runs, and Stop reaches the kernel (the run is on a worker thread).
+            samples = panel.locator(".widget-text").filter(has_text="mc_samples").locator("input")
+            samples.fill(str(LONG_RUN_MC_SAMPLES))
+            samples.press("Enter")
+            panel.locator("button.widget-button", has_text=re.compile(r"^Run$")).click()
+            expect(panel).to_contain_text(re.compile(rf"run {run_id + 1} running"), timeout=WIDGET_TIMEOUT_MS)
+            page.wait_for_function(
+                f"el => ({JS_TRACE_POINTS})(el)[0]?.points > 0", arg=plot.element_handle(), timeout=WIDGET_TIMEOUT_MS
+            )
+            panel.locator("button.widget-button", has_text=re.compile(r"^Stop$")).click()
+            expect(panel).to_contain_text(f"run {run_id + 1} stopped", timeout=WIDGET_TIMEOUT_MS)
+            stopped = store.run_info(run_id + 1)
+            assert stopped["status"] == "stopped" and stopped["config"]["mc_samples"] == LONG_RUN_MC_SAMPLES
+            logged = store.metrics(run_id + 1, names=["tilted.reward", "best_of_n.reward"])
+            assert 0 < len(logged) < (n_betas + 1) + 64  # stopped part-way: some points, not all of them
         except BaseException:
             print(f"--- jupyter lab log (tail) ---\n{jupyter_lab.log_tail()}")
             raise
