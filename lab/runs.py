@@ -6,7 +6,8 @@ it); ``metrics`` is long format, one row per (run, metric name, step).
 
 Durability: the database is in WAL mode with a busy timeout, and every ``log`` is its
 own transaction, so several processes can log at once and a process killed at any
-moment leaves a readable store holding everything logged before the kill. Such a run
+moment leaves a readable store holding everything logged before the kill. Large files
+(checkpoints) go in ``artifacts/<run id>/`` beside the database. Such a run
 stays ``running`` in its row; the store notices the owning process is gone and reports
 (and records) it as ``interrupted``, never ``finished``. ``resume`` reopens it.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -254,10 +256,17 @@ class RunStore:
         frame["value"] = frame["value"].astype(float)
         return frame
 
+    def artifact_dir(self, run_id: int) -> Path:
+        """The folder for a run's large files (checkpoints, samples): ``artifacts/<run_id>/`` beside the database."""
+        folder = self.path.parent / "artifacts" / str(int(run_id))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def delete(self, run_id: int) -> None:
-        """Remove a run and its metrics."""
+        """Remove a run, its metrics and its artifacts."""
         with self._write() as db:
             db.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
+        shutil.rmtree(self.path.parent / "artifacts" / str(int(run_id)), ignore_errors=True)
 
 
 class RunLogger:
@@ -338,6 +347,11 @@ class Run(RunLogger):
         """Steps at which ``name`` has been logged, so a resumed run can skip them."""
         rows = self.store._read("SELECT step FROM metrics WHERE run_id = ? AND name = ?", (self.id, name))
         return {step for (step,) in rows}
+
+    @property
+    def artifact_dir(self) -> Path:
+        """This run's folder for large files; see :meth:`RunStore.artifact_dir`."""
+        return self.store.artifact_dir(self.id)
 
     def finish(self, status: str = "finished", message: str = "") -> None:
         self.store._set_status(self.id, status, message)

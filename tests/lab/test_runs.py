@@ -143,11 +143,15 @@ def test_memory_run_collects_rows_like_a_run():
     assert run.logged_steps("x") == {0}
 
 
-def test_runs_filter_and_delete(store):
+def test_runs_filter_artifacts_and_delete(store):
     a = store.start("a", "theory", {})
     store.start("b", "llm", {})
     a.log(0, x=1.0)
     assert store.runs(kind="llm")["experiment"].tolist() == ["b"]
     assert store.runs(experiment="a", status="running")["id"].tolist() == [a.id]
+    checkpoint = a.artifact_dir / "model.pt"
+    checkpoint.write_bytes(b"weights")
+    assert checkpoint.parent == store.path.parent / "artifacts" / str(a.id)
     store.delete(a.id)
+    assert not checkpoint.exists()
     assert store.metrics(a.id).empty and isinstance(store.runs(), pd.DataFrame) and len(store.runs()) == 1
