@@ -24,10 +24,6 @@ class StopRequested(Exception):
     """Raised inside a body when its progress callback asked to stop; the run is marked ``stopped``."""
 
 
-def no_progress(done: int, total: int) -> None:
-    return None
-
-
 @dataclass(frozen=True)
 class Series:
     """One line of an experiment's live plot: metric ``y`` against metric ``x``, matched by step."""
@@ -40,10 +36,12 @@ class Series:
 
 @dataclass(frozen=True)
 class Experiment:
+    """A registered experiment: its config dataclass, its body, and how panels plot its metrics."""
+
     name: str
     kind: str
     config_cls: type
-    body: Callable[[Any, RunLogger, Callable[[int, int], None]], None]
+    body: Callable[[Any, RunLogger, Callable[[int, int], None]], None]  # body(cfg, run, progress)
     description: str
     series: tuple[Series, ...] = ()
     axis_titles: tuple[str, str] = ("", "")
