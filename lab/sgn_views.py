@@ -90,8 +90,13 @@ def _band_text(band) -> str:
     return "empty" if band is None else f"{band[0]:.3g} < w2/w1 < {band[1]:.3g}"
 
 
-def trajectory_figure(game, weights, x0, steps: dict[str, float], *, n_steps: int) -> go.Figure:
-    """2-D trajectories of Euler at each named step, the metric ellipse ||x||_M = ||x0||_M and the circle |x| = |x0|."""
+def trajectory_figure(
+    game, weights, x0, steps: dict[str, float], *, n_steps: int, flow_time: float | None = None
+) -> go.Figure:
+    """2-D trajectories of Euler at each named step, the metric ellipse ||x||_M = ||x0||_M and the circle |x| = |x0|.
+
+    With ``flow_time``, the flow x' = -F(x) itself is drawn too (RK4 with 2000 small steps up to that time).
+    """
     if game.dim != 2:
         raise ValueError(f"game: expected a two-dimensional game, got dimension {game.dim}")
     x0 = np.asarray(x0, float)
@@ -103,6 +108,9 @@ def trajectory_figure(game, weights, x0, steps: dict[str, float], *, n_steps: in
     figure.add_scatter(x=ellipse[:, 0], y=ellipse[:, 1], mode="lines", name="SGN ellipse ‖x‖_M = ‖x₀‖_M")
     euclid = circle * np.linalg.norm(x0)
     figure.add_scatter(x=euclid[:, 0], y=euclid[:, 1], mode="lines", line_dash="dot", name="Euclidean circle")
+    if flow_time is not None:
+        flow = simulate(game, x0, step=flow_time / 2000, n_steps=2000, method="rk4")
+        figure.add_scatter(x=flow[:, 0], y=flow[:, 1], mode="lines", line_width=4, opacity=0.5, name="flow ẋ = −F(x)")
     for label, step in steps.items():
         states = simulate(game, x0, step=step, n_steps=n_steps)
         states = states[np.all(np.isfinite(states), axis=1) & (np.abs(states).max(axis=1) < 1e3)]

@@ -32,11 +32,15 @@ def test_safe_euler_trajectory_stays_inside_the_ellipse():
     game = asymmetric_toy()
     certificate = certify(game)
     steps = {"certified": certificate.euler_step}
-    figure = trajectory_figure(game, certificate.weights, [0.15, -0.15], steps, n_steps=400)
-    ellipse, trajectory = figure.data[0], figure.data[2]
+    figure = trajectory_figure(game, certificate.weights, [0.15, -0.15], steps, n_steps=400, flow_time=10.0)
+    ellipse, flow, euler = figure.data[0], figure.data[2], figure.data[3]
     weights = certificate.weights
     radius = np.sqrt(weights[0] * ellipse.x[0] ** 2 + weights[1] * ellipse.y[0] ** 2)
-    inside = np.sqrt(weights[0] * np.asarray(trajectory.x) ** 2 + weights[1] * np.asarray(trajectory.y) ** 2)
-    assert np.all(inside <= radius + 1e-12)
+    for trajectory in (flow, euler):
+        inside = np.sqrt(weights[0] * np.asarray(trajectory.x) ** 2 + weights[1] * np.asarray(trajectory.y) ** 2)
+        assert np.all(inside <= radius + 1e-12)
+    # the flow contracts at the certified rate: ||x(T)||_M <= exp(-alpha T) ||x(0)||_M
+    flow_end = np.sqrt(weights[0] * flow.x[-1] ** 2 + weights[1] * flow.y[-1] ** 2)
+    assert flow_end <= radius * np.exp(-certificate.margin * 10.0) + 1e-12
     with pytest.raises(ValueError, match="game"):
         trajectory_figure(lq_game(1.0), np.ones(2), np.zeros(64), {}, n_steps=1)
