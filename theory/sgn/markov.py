@@ -755,9 +755,29 @@ class PolicyGradientDynamics:
         return {"distance": self.distance, "contraction": self.distance / previous, "residual": self.residual}
 
 
-def _policy_gradient(
-    game, theta0, theta_star, *, step, n_steps, geometry, weights, timescales, eps, tol, callback, progress
+def policy_gradient(
+    game: TabularMarkovGame,
+    theta0,
+    *,
+    step: float,
+    n_steps: int,
+    theta_star,
+    geometry: str = "natural",
+    weights=(1.0, 1.0),
+    timescales=None,
+    eps: float = 1e-3,
+    tol: float = 0.0,
+    callback: Callback | None = None,
+    progress: bool = False,
 ) -> PolicyGradientResult:
+    """theta_i <- theta_i - h c_i P_i F_i(theta): NPG (P_i = U_i G_i(theta)^{-1} U_i^T, the pseudo-inverse of F_i
+    on the gauge) for ``geometry="natural"``, plain PG (P_i = I) for ``"euclidean"``.
+
+    ``weights`` w set the metric Q = diag(w_i / c_i F_i(theta*)) where the distance to ``theta_star`` is
+    recorded (for both geometries); ``timescales`` c (default equal) scale each player's step. The certificate
+    covers c = 1 in M(w) (:meth:`SGNCertificate.euler_factor`) and any c in Q (:func:`euler_factor`); using SGN
+    weights as timescales is c = 1 / w. ``tol`` > 0 stops once ||F|| <= tol; with 0 all ``n_steps`` are run.
+    """
     dynamics = PolicyGradientDynamics(
         game,
         theta0,
@@ -788,72 +808,14 @@ def _policy_gradient(
     )
 
 
-def natural_policy_gradient(
-    game: TabularMarkovGame,
-    theta0,
-    *,
-    step: float,
-    n_steps: int,
-    theta_star,
-    weights=(1.0, 1.0),
-    timescales=None,
-    eps: float = 1e-3,
-    tol: float = 0.0,
-    callback: Callback | None = None,
-    progress: bool = False,
-) -> PolicyGradientResult:
-    """NPG: theta_i <- theta_i - h c_i U_i G_i(theta)^{-1} U_i^T F_i(theta) (the pseudo-inverse of F_i on the gauge).
-
-    ``weights`` w set the metric Q = diag(w_i / c_i F_i(theta*)) where the distance to ``theta_star`` is
-    recorded; ``timescales`` c (default equal) scale each player's step. The certificate covers c = 1 in M(w)
-    (:meth:`SGNCertificate.euler_factor`) and any c in Q (:func:`euler_factor`); using SGN weights as
-    timescales is c = 1 / w. ``tol`` > 0 stops once ||F|| <= tol; with 0 all ``n_steps`` are run.
-    """
-    return _policy_gradient(
-        game,
-        theta0,
-        theta_star,
-        step=step,
-        n_steps=n_steps,
-        geometry="natural",
-        weights=weights,
-        timescales=timescales,
-        eps=eps,
-        tol=tol,
-        callback=callback,
-        progress=progress,
-    )
+def natural_policy_gradient(game: TabularMarkovGame, theta0, **options) -> PolicyGradientResult:
+    """NPG, the Euler discretisation of the natural-gradient flow: :func:`policy_gradient` in the natural geometry."""
+    return policy_gradient(game, theta0, geometry="natural", **options)
 
 
-def euclidean_policy_gradient(
-    game: TabularMarkovGame,
-    theta0,
-    *,
-    step: float,
-    n_steps: int,
-    theta_star,
-    weights=(1.0, 1.0),
-    timescales=None,
-    eps: float = 1e-3,
-    tol: float = 0.0,
-    callback: Callback | None = None,
-    progress: bool = False,
-) -> PolicyGradientResult:
-    """Plain PG theta_i <- theta_i - h c_i F_i(theta), its distance recorded in the same metric as NPG's."""
-    return _policy_gradient(
-        game,
-        theta0,
-        theta_star,
-        step=step,
-        n_steps=n_steps,
-        geometry="euclidean",
-        weights=weights,
-        timescales=timescales,
-        eps=eps,
-        tol=tol,
-        callback=callback,
-        progress=progress,
-    )
+def euclidean_policy_gradient(game: TabularMarkovGame, theta0, **options) -> PolicyGradientResult:
+    """Plain PG, its distance recorded in the same metric as NPG's: :func:`policy_gradient` in Euclidean geometry."""
+    return policy_gradient(game, theta0, geometry="euclidean", **options)
 
 
 # --------------------------------------------------------------------------------------------- preference game
