@@ -31,10 +31,13 @@ def series_figure(
     title: str = "",
     axis_titles: tuple[str, str] = ("", ""),
     run_labels: Mapping[int, str] | None = None,
+    log_y: bool = False,
 ) -> go.Figure:
     """One line per (run, series). With ``metrics`` None or empty, empty lines keep the legend and axes."""
     figure = go.Figure(layout=dict(title=title, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1]))
     figure.update_layout(template="plotly_white", legend=dict(orientation="h", y=-0.2), margin=dict(t=50, r=20))
+    if log_y:
+        figure.update_yaxes(type="log")
     runs = [None] if metrics is None or metrics.empty else sorted(metrics["run_id"].unique())
     for run_id in runs:
         frame = metrics[metrics["run_id"] == run_id] if run_id is not None else None

@@ -46,6 +46,7 @@ class Experiment:
     series: tuple[Series, ...] = ()
     axis_titles: tuple[str, str] = ("", "")
     resumable: bool = False
+    log_y: bool = False
 
     def config(self, **values: Any) -> Any:
         """A validated config: the defaults overridden by ``values``."""
@@ -114,6 +115,7 @@ def register(
     series: tuple[Series, ...] = (),
     axis_titles: tuple[str, str] = ("", ""),
     resumable: bool = False,
+    log_y: bool = False,
 ) -> Callable:
     """Decorator registering ``body`` as experiment ``name``."""
     if kind not in KINDS:
@@ -122,7 +124,7 @@ def register(
     def decorate(body: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"name: experiment {name!r} is already registered")
-        _REGISTRY[name] = Experiment(name, kind, config, body, description, series, axis_titles, resumable)
+        _REGISTRY[name] = Experiment(name, kind, config, body, description, series, axis_titles, resumable, log_y)
         return body
 
     return decorate

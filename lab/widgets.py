@@ -99,7 +99,13 @@ class ExperimentPanel:
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress", style=_STYLE)
         self.status = widgets.HTML(value="ready")
         self.figure = go.FigureWidget(
-            series_figure(None, self.experiment.series, title=name, axis_titles=self.experiment.axis_titles)
+            series_figure(
+                None,
+                self.experiment.series,
+                title=name,
+                axis_titles=self.experiment.axis_titles,
+                log_y=self.experiment.log_y,
+            )
         )
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
