@@ -6,8 +6,6 @@ labels in {-1, +1}; the bias column appended. The robust program is Bai, Gautam 
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import numpy as np
 import pytest
 from sklearn.datasets import make_moons
@@ -25,6 +23,7 @@ from theory.convex_relu.adversarial import robust_losses, solve_robust_cvxpy, so
 from theory.convex_relu.problem import (
     ConvexReLUProblem,
     certify,
+    complete_planar_patterns,
     make_problem,
     network_objective,
     recover_network,
@@ -140,38 +139,13 @@ def test_attack_validation_names_the_argument(setting, change, message):
 # --- theory vs practice: non-convex training against the convex optimum -------------------------------------------
 
 
-def all_patterns(X):
-    """Every pattern 1[X h >= 0] of rows X (n x 3, rank 3, any 3 rows independent), with a gate for each.
-
-    Each cell of the central arrangement {x_k^T h = 0} is a pointed cone, so it has an extreme ray on some
-    x_k^T h = x_l^T h = 0, i.e. h0 = +-(x_k x x_l); the cells around that ray are h0 + t delta with the four sign
-    choices of (x_k^T delta, x_l^T delta) and t small enough to keep every other sign.
-    """
-    n = X.shape[0]
-    gates = []
-    for k, j in combinations(range(n), 2):
-        h0 = np.cross(X[k], X[j])
-        others = np.delete(np.arange(n), [k, j])
-        for side in (1.0, -1.0):
-            for signs in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
-                delta = np.linalg.lstsq(X[[k, j]], np.array(signs), rcond=None)[0]
-                t = 0.5 * np.min(np.abs(X[others] @ h0) / np.maximum(np.abs(X[others] @ delta), 1e-300))
-                gates.append(side * h0 + t * delta)
-    gates = np.array(gates).T
-    patterns = X @ gates >= 0
-    _, first = np.unique(patterns, axis=1, return_index=True)
-    keep = np.sort(first)
-    keep = keep[patterns[:, keep].any(axis=0)]
-    return patterns[:, keep], gates[:, keep]
-
-
 @pytest.fixture(scope="module")
 def small():
     """n = 20 moons points, squared loss on +-1 labels, beta = 1e-2: all patterns, and 10 sampled gates."""
     X, t = make_moons(20, noise=0.2, random_state=0)
     X, y = (X - X.mean(axis=0)) / X.std(axis=0), 2.0 * t - 1.0
     features = with_bias(X)
-    patterns, gates = all_patterns(features)
+    patterns, gates = complete_planar_patterns(features)
     full = ConvexReLUProblem(features, y, 1e-2, patterns, gates)
     sampled = make_problem(X, y, 1e-2, n_gates=10, seed=0)
     full_solution, sampled_solution = solve_cvxpy(full), solve_cvxpy(sampled)

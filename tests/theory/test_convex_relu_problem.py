@@ -6,6 +6,7 @@ import pytest
 from theory.convex_relu.problem import (
     ConvexReLUProblem,
     certify,
+    complete_planar_patterns,
     constraint_violation,
     convex_objective,
     duality_lower_bound,
@@ -105,3 +106,16 @@ def test_bad_inputs_name_the_argument():
         convex_objective(_problem(), np.zeros((1, 1)), np.zeros((1, 1)))
     with pytest.raises(TypeError, match="problem"):
         solve_cvxpy("not a problem")
+
+
+def test_complete_planar_patterns_reach_covers_count_and_beat_any_sample():
+    rng = np.random.default_rng(5)
+    X = with_bias(rng.standard_normal((15, 2)))
+    patterns, gates = complete_planar_patterns(X)
+    assert patterns.shape[1] == 15**2 - 15 + 1  # Cover: n^2 - n + 2 cells, the all-zero one dropped
+    np.testing.assert_array_equal(patterns, X @ gates >= 0)
+    sampled, _ = sample_patterns(X, 5000, seed=0)
+    complete = {tuple(col) for col in patterns.T}
+    assert {tuple(col) for col in sampled.T} <= complete
+    with pytest.raises(ValueError, match="X: expected planar data"):
+        complete_planar_patterns(np.ones((4, 2)))

@@ -22,6 +22,7 @@ V and W hold v_i and w_i as the columns of d x P matrices.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 from scipy.optimize import nnls
@@ -98,6 +99,37 @@ def sample_patterns(X: np.ndarray, n_gates: int, seed: int | np.random.Generator
     if not (isinstance(n_gates, int | np.integer) and n_gates >= 1):
         raise ValueError(f"n_gates: expected a positive integer, got {n_gates!r}")
     gates = np.random.default_rng(seed).standard_normal((X.shape[1], int(n_gates)))
+    patterns = X @ gates >= 0
+    _, first = np.unique(patterns, axis=1, return_index=True)
+    keep = np.sort(first)
+    keep = keep[patterns[:, keep].any(axis=0)]
+    return patterns[:, keep], gates[:, keep]
+
+
+def complete_planar_patterns(X) -> tuple[np.ndarray, np.ndarray]:
+    """Every pattern 1[X h >= 0] of 2-D data with its bias column (n x 3, any 3 rows independent), with a gate each.
+
+    With all patterns the convex program's optimum is the global optimum of the network (step 3); there are
+    n^2 - n + 1 non-zero ones (Cover, 1965), so this is for small planar demos.
+
+    Each cell of the central arrangement {x_k^T h = 0} is a pointed cone, so it has an extreme ray on some
+    x_k^T h = x_l^T h = 0, i.e. h0 = +-(x_k x x_l); the cells around that ray are h0 + t delta with the four sign
+    choices of (x_k^T delta, x_l^T delta) and t small enough to keep every other sign.
+    """
+    X = _finite_matrix(X, "X")
+    if X.shape[1] != 3:
+        raise ValueError(f"X: expected planar data with a bias column (n x 3), got shape {X.shape}")
+    n = X.shape[0]
+    gates = []
+    for k, j in combinations(range(n), 2):
+        h0 = np.cross(X[k], X[j])
+        others = np.delete(np.arange(n), [k, j])
+        for side in (1.0, -1.0):
+            for signs in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
+                delta = np.linalg.lstsq(X[[k, j]], np.array(signs), rcond=None)[0]
+                t = 0.5 * np.min(np.abs(X[others] @ h0) / np.maximum(np.abs(X[others] @ delta), 1e-300))
+                gates.append(side * h0 + t * delta)
+    gates = np.array(gates).T
     patterns = X @ gates >= 0
     _, first = np.unique(patterns, axis=1, return_index=True)
     keep = np.sort(first)
