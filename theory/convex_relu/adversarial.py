@@ -44,13 +44,13 @@ V and W hold v_i and w_i as the columns of d x P matrices, as in :mod:`theory.co
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
 
 from theory.convex_relu.problem import ConvexReLUProblem, ReLUNetwork
+from theory.convex_relu.reference import solve_timed
 
 NORMS = ("inf", "2")
 ROBUST_LOSSES = ("hinge", "squared")
@@ -151,15 +151,6 @@ def hinge_loss(problem: ConvexReLUProblem, predictions) -> float:
     return float(np.maximum(1.0 - problem.y * np.asarray(predictions, dtype=float), 0.0).sum())
 
 
-def _solve(program: cp.Problem, solver: str, options: dict) -> tuple[str, float]:
-    start = time.perf_counter()
-    try:
-        program.solve(solver=solver, **options)
-    except cp.error.SolverError as error:
-        return f"solver error: {error}", time.perf_counter() - start
-    return str(program.status), time.perf_counter() - start
-
-
 def _result(program, loss_term, V, W, status, seconds, eps, norm, loss, shape) -> RobustSolution:
     if V.value is None or W.value is None:
         nan = np.full(shape, np.nan)
@@ -206,7 +197,7 @@ def solve_robust_cvxpy(
             cp.multiply(E, X @ W) >= eps * ones @ cp.reshape(cp.norm(W[rows, :], q, axis=0), (1, p), order="C"),
         ]
     program = cp.Problem(cp.Minimize(loss_term + problem.beta * penalty), constraints)
-    status, seconds = _solve(program, solver, options)
+    status, seconds = solve_timed(program, solver, options)
     return _result(program, loss_term, V, W, status, seconds, eps, norm, loss, (d, p))
 
 
@@ -226,5 +217,5 @@ def solve_standard_hinge_cvxpy(problem: ConvexReLUProblem, *, solver: str = "CLA
     penalty = cp.sum(cp.norm(V, 2, axis=0)) + cp.sum(cp.norm(W, 2, axis=0))
     constraints = [cp.multiply(E, X @ V) >= 0, cp.multiply(E, X @ W) >= 0]
     program = cp.Problem(cp.Minimize(loss_term + problem.beta * penalty), constraints)
-    status, seconds = _solve(program, solver, options)
+    status, seconds = solve_timed(program, solver, options)
     return _result(program, loss_term, V, W, status, seconds, 0.0, "inf", "hinge", (d, p))

@@ -28,13 +28,14 @@ class ReferenceSolution:
     relaxation: bool
 
 
-def _solve(problem: cp.Problem, solver: str, options: dict) -> tuple[str, float]:
+def solve_timed(program: cp.Problem, solver: str, options: dict) -> tuple[str, float]:
+    """Solve ``program``; a solver failure becomes a status string (failure is data). Returns (status, seconds)."""
     start = time.perf_counter()
     try:
-        problem.solve(solver=solver, **options)
+        program.solve(solver=solver, **options)
     except cp.error.SolverError as error:
         return f"solver error: {error}", time.perf_counter() - start
-    return str(problem.status), time.perf_counter() - start
+    return str(program.status), time.perf_counter() - start
 
 
 def solve_cvxpy(problem: ConvexReLUProblem, *, solver: str = "CLARABEL", **options) -> ReferenceSolution:
@@ -48,7 +49,7 @@ def solve_cvxpy(problem: ConvexReLUProblem, *, solver: str = "CLARABEL", **optio
     penalty = cp.sum(cp.norm(V, 2, axis=0)) + cp.sum(cp.norm(W, 2, axis=0))
     objective = 0.5 * cp.sum_squares(prediction - problem.y) + problem.beta * penalty
     program = cp.Problem(cp.Minimize(objective), [cp.multiply(E, X @ V) >= 0, cp.multiply(E, X @ W) >= 0])
-    status, seconds = _solve(program, solver, options)
+    status, seconds = solve_timed(program, solver, options)
     if V.value is None:
         nan = np.full((d, p), np.nan)
         return ReferenceSolution(nan, nan, np.nan, status, seconds, relaxation=False)
@@ -67,6 +68,6 @@ def solve_gated_relaxation(problem: ConvexReLUProblem, *, solver: str = "CLARABE
     prediction = cp.sum(cp.multiply(problem.patterns.astype(float), problem.X @ U), axis=1)
     objective = 0.5 * cp.sum_squares(prediction - problem.y) + problem.beta * cp.sum(cp.norm(U, 2, axis=0))
     program = cp.Problem(cp.Minimize(objective))
-    status, seconds = _solve(program, solver, options)
+    status, seconds = solve_timed(program, solver, options)
     value = U.value if U.value is not None else np.full((d, p), np.nan)
     return ReferenceSolution(value, np.zeros((d, p)), float(program.value or np.nan), status, seconds, relaxation=True)
