@@ -253,3 +253,50 @@ def test_scp_bad_inputs_raise_naming_the_argument():
         solve_scp(problem, directions=np.zeros((problem.d, 3)))
     with pytest.raises(ValueError, match="tol: expected a positive"):
         solve_scp(problem, n_samples=3, tol=-1.0)
+
+
+def _standardised(X):
+    return (X - X.mean(axis=0)) / X.std(axis=0)
+
+
+def _small_beta_moons():
+    from sklearn.datasets import make_moons
+
+    X, labels = make_moons(60, noise=0.2, random_state=0)
+    return make_problem(_standardised(X), 2.0 * labels - 1.0, 0.05, 15, seed=0)
+
+
+def _small_beta_diabetes():
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    return make_problem(_standardised(X), (y - y.mean()) / y.std(), 0.05, 15, seed=1)
+
+
+@pytest.mark.parametrize("make", [_small_beta_moons, _small_beta_diabetes], ids=["moons", "diabetes"])
+def test_small_beta_runs_reach_a_certified_optimum(make):
+    # Both stalled before (1 BLAS thread): on moons the interior point accepted a reduced solution whose dual
+    # residual, small next to ||J^T y|| but not next to beta, left a 3.5e-6 gap > tol, and ADMM's residuals
+    # never fell by another 0.3x to retry; on diabetes they hovered at 3.5e-3, just above the trigger, for
+    # 4000 iterations. Now: 817 and 500 iterations (the stall checkpoint).
+    from threadpoolctl import threadpool_limits
+
+    problem = make()
+    with threadpool_limits(limits=1, user_api="blas"):
+        result = solve_admm(problem, tol=1e-6, max_iter=1500)
+    reference = solve_cvxpy(problem)
+    assert result.converged and result.polished
+    assert result.certificate.relative_gap <= 1e-6 and result.certificate.relative_violation <= 1e-9
+    assert result.objective == pytest.approx(reference.objective, rel=2e-6)
+
+
+def test_an_unreachable_tolerance_returns_the_best_certified_point():
+    problem = _small_beta_moons()
+    result = solve_admm(problem, tol=1e-14, max_iter=1200)
+    attempts = np.isfinite(result.history["polish_gap"]).sum()
+    assert not result.converged and result.polished and attempts >= 2
+    assert "best polished point" in result.message
+    # the feasible polished point, not ADMM's infeasible iterate, and its gap is the best attempt's
+    assert result.certificate.relative_violation <= 1e-9
+    assert result.certificate.relative_gap == pytest.approx(np.nanmin(result.history["polish_gap"]), rel=1e-6)
+    assert 0 < result.certificate.relative_gap < 1e-5
