@@ -294,7 +294,7 @@ def test_an_unreachable_tolerance_returns_the_best_certified_point():
     problem = _small_beta_moons()
     result = solve_admm(problem, tol=1e-14, max_iter=1200)
     attempts = np.isfinite(result.history["polish_gap"]).sum()
-    assert not result.converged and result.polished and attempts >= 2
+    assert not result.converged and result.polished and attempts >= 1
     assert "best polished point" in result.message
     # the feasible polished point, not ADMM's infeasible iterate, and its gap is the best attempt's
     assert result.certificate.relative_violation <= 1e-9

@@ -562,9 +562,9 @@ def _cone_qp(reduced: _ReducedProblem, x, t, row_multipliers, floor: float, tol:
         Gz_x, Gz_t = reduced.G_transpose(z)
         r_x = np.concatenate([reduced.gram @ x - reduced.linear + Gz_x, reduced.beta + Gz_t])
         r_z = reduced.G(x, t) + s
-        gap = s.dot(z) / max(1.0, abs(reduced.objective(x, t)))
-        r_norm = float(np.linalg.norm(r_x))
-        error, strict = max(r_norm / q_norm, gap), max(r_norm / dual_scale, gap)
+        gap = s.dot(z)
+        r_norm, relative_gap = float(np.linalg.norm(r_x)), gap / max(1.0, abs(reduced.objective(x, t)))
+        error, strict = max(r_norm / q_norm, relative_gap), max(r_norm / dual_scale, relative_gap)
         if not math.isfinite(strict):
             break
         if strict < best_strict:
