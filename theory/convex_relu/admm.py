@@ -431,6 +431,11 @@ class _Cones:
         return min(alpha, float(roots.min()))
 
 
+def _j_norms(socs: np.ndarray) -> np.ndarray:
+    """sqrt(t^2 - ||x||^2) for each cone point (t, x); 0 on the boundary (or across it, by rounding)."""
+    return np.sqrt(np.maximum(socs[:, 0] ** 2 - np.sum(socs[:, 1:] ** 2, axis=1), 0.0))
+
+
 class _Scaling:
     """Nesterov-Todd scaling W (W z = W^{-1} s = lambda) of s, z in the interior (Vandenberghe 2010, CVXOPT
     cone solvers, section 4): rows W = diag(sqrt(s / z)); each second-order cone W = eta (2 v v^T - J),
@@ -440,8 +445,7 @@ class _Scaling:
     def __init__(self, s: _Cones, z: _Cones) -> None:
         self.row_w = np.sqrt(s.rows / z.rows)
         d1 = s.socs.shape[1]
-        s_norm = np.sqrt(s.socs[:, 0] ** 2 - np.sum(s.socs[:, 1:] ** 2, axis=1))
-        z_norm = np.sqrt(z.socs[:, 0] ** 2 - np.sum(z.socs[:, 1:] ** 2, axis=1))
+        s_norm, z_norm = _j_norms(s.socs), _j_norms(z.socs)
         s_bar, z_bar = s.socs / s_norm[:, None], z.socs / z_norm[:, None]
         gamma = np.sqrt((1 + np.sum(s_bar * z_bar, axis=1)) / 2)
         w = (s_bar + np.hstack([z_bar[:, :1], -z_bar[:, 1:]])) / (2 * gamma[:, None])  # Q_w z_bar = s_bar
@@ -573,6 +577,8 @@ def _cone_qp(reduced: _ReducedProblem, x, t, row_multipliers, floor: float, tol:
             stalled += 1
         if strict <= tol or stalled >= 3:
             return *best, best_error, iteration
+        if not (_j_norms(s.socs).min() > 0 and _j_norms(z.socs).min() > 0):
+            break  # a cone point on the boundary to rounding has no Nesterov-Todd scaling: keep the best
         scaling = _Scaling(s, z)
         lam = scaling.apply(z)
         newton = _Newton(reduced, scaling, lam, r_x, r_z)
