@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from threadpoolctl import threadpool_limits
-
 from lab.config import param
 from lab.datasets import load_dataset
 from lab.registry import Series, register
@@ -60,12 +58,10 @@ def run_convex_relu(cfg: ConvexReLUConfig, run: RunLogger, progress) -> None:
         progress(state.n_iter, cfg.max_iter)
 
     start = time.perf_counter()
-    # ADMM's products are thin (n x d times d x P): threaded BLAS made them ~100x slower on 2 cores.
-    with threadpool_limits(limits=1, user_api="blas"):
-        result = solve_admm(
-            problem, rho=cfg.rho or None, tol=cfg.tol, max_iter=cfg.max_iter, callback=record,
-            callback_every=cfg.log_every, metrics_every=cfg.log_every,
-        )  # fmt: skip
+    result = solve_admm(
+        problem, rho=cfg.rho or None, tol=cfg.tol, max_iter=cfg.max_iter, callback=record,
+        callback_every=cfg.log_every, metrics_every=cfg.log_every,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     certificate = result.certificate
     final = {

@@ -173,11 +173,27 @@ def test_non_convergence_is_data_and_the_callback_stops():
         ({"linear_solver": "cg"}, ValueError, "linear_solver: expected one of"),
         ({"backend": "jax"}, ValueError, "backend: expected one of"),
         ({"metrics_every": 0}, ValueError, "metrics_every: expected a positive integer"),
+        ({"blas_threads": 0}, ValueError, "blas_threads: expected a positive integer or None"),
     ],
 )
 def test_bad_inputs_raise_naming_the_argument(kwargs, error, match):
     with pytest.raises(error, match=match):
         solve_admm(_planted(0), **kwargs)
+
+
+def test_blas_threads_are_capped_during_the_run_and_restored_after():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return sorted(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+
+    before, seen = blas_threads(), []
+    solve_admm(_planted(0), max_iter=3, polish=False, callback=lambda state: seen.append(blas_threads()))
+    assert seen == [[1] * len(before)] * 3 and blas_threads() == before
+    solve_admm(
+        _planted(0), max_iter=1, polish=False, blas_threads=None, callback=lambda state: seen.append(blas_threads())
+    )
+    assert seen[-1] == before
 
 
 def test_problem_must_be_a_convex_relu_problem():
