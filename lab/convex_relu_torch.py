@@ -28,38 +28,16 @@ not converged); only below p*_all is impossible.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from lab.torch_utils import positive_int, torch_threads
 from theory.convex_relu.problem import ConvexReLUProblem, ReLUNetwork, network_objective
 
 NORMS = ("inf", "2")
 OPTIMIZERS = ("adam", "sgd")
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run with ``count`` torch intra-op threads (None: leave as is), restoring the previous count afterwards.
-
-    These problems are tiny (n ~ 100, d ~ 3): on a loaded 2-core machine one thread ran PGD 40x faster than two.
-    """
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(_positive_int(count, "num_threads"))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
 
 
 def _positive_float(value, name: str) -> float:
@@ -150,7 +128,7 @@ def pgd_attack(
     ``seed`` drives the random restarts; ``num_threads`` as in :func:`torch_threads`.
     """
     X, y, eps = _attack_inputs(network, X, y, eps, norm)
-    steps, restarts = _positive_int(steps, "steps"), _positive_int(restarts, "restarts")
+    steps, restarts = positive_int(steps, "steps"), positive_int(restarts, "restarts")
     step_size = 2.5 * eps / steps if step_size is None else _positive_float(step_size, "step_size")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"seed: expected an integer, got {type(seed).__name__}")
@@ -266,7 +244,7 @@ def train_nonconvex(
     """
     if not isinstance(problem, ConvexReLUProblem):
         raise TypeError(f"problem: expected a ConvexReLUProblem, got {type(problem).__name__}")
-    width, epochs = _positive_int(width, "width"), _positive_int(epochs, "epochs")
+    width, epochs = positive_int(width, "width"), positive_int(epochs, "epochs")
     lr = _positive_float(lr, "lr")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
