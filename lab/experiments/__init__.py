@@ -1,5 +1,21 @@
 """The built-in experiments; importing this package registers them (see :mod:`lab.registry`)."""
 
-from lab.experiments import alignment_tradeoff, convex_relu_admm, convex_relu_robust, convex_relu_sgd, sgn_lq
+from lab.experiments import (
+    alignment_tradeoff,
+    convex_relu_admm,
+    convex_relu_robust,
+    convex_relu_sgd,
+    latent_mdp,
+    sgn_lq,
+    submodular_rl,
+)
 
-__all__ = ["alignment_tradeoff", "convex_relu_admm", "convex_relu_robust", "convex_relu_sgd", "sgn_lq"]
+__all__ = [
+    "alignment_tradeoff",
+    "convex_relu_admm",
+    "convex_relu_robust",
+    "convex_relu_sgd",
+    "latent_mdp",
+    "sgn_lq",
+    "submodular_rl",
+]
