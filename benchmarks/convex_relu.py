@@ -172,8 +172,9 @@ def compare(spec: dict, repeats: int, flops_per_s: float) -> Row:
     problem = problem_from(spec)
     reference = solve_cvxpy(problem)
     p_star = reference.objective
-    solve_admm(problem)  # warm-up: numba compilation, caches
-    admm_s, result = median_seconds(lambda: solve_admm(problem), repeats)
+    # blas_threads=None: the thread count under test (set through the environment) applies to ADMM too.
+    solve_admm(problem, blas_threads=None)  # warm-up: numba compilation, caches
+    admm_s, result = median_seconds(lambda: solve_admm(problem, blas_threads=None), repeats)
     cert = result.certificate
     n, d, p = problem.n, problem.d, problem.n_patterns
     flops, n_bytes = iteration_cost(n, d, p, result.linear_solver)
@@ -225,7 +226,7 @@ def cvxpy_attempt(spec: dict, timeout: float, memory_gb: float) -> str:
 
 def large(spec: dict, flops_per_s: float, cvxpy_timeout: float, memory_gb: float) -> dict:
     problem = problem_from(spec)
-    seconds, result = median_seconds(lambda: solve_admm(problem, max_iter=5000), 1)
+    seconds, result = median_seconds(lambda: solve_admm(problem, max_iter=5000, blas_threads=None), 1)
     cert = result.certificate
     n, d, p = problem.n, problem.d, problem.n_patterns
     flops, n_bytes = iteration_cost(n, d, p, result.linear_solver)
