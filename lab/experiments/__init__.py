@@ -6,8 +6,12 @@ from lab.experiments import (
     convex_relu_robust,
     convex_relu_sgd,
     latent_mdp,
+    nash_learning,
+    rlvr,
+    sea_regret,
     sgn_lq,
     submodular_rl,
+    vr_halpern,
 )
 
 __all__ = [
@@ -16,6 +20,10 @@ __all__ = [
     "convex_relu_robust",
     "convex_relu_sgd",
     "latent_mdp",
+    "nash_learning",
+    "rlvr",
+    "sea_regret",
     "sgn_lq",
     "submodular_rl",
+    "vr_halpern",
 ]
