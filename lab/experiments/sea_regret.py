@@ -1,4 +1,4 @@
-"""``sea-regret``: regret of optimistic OMD against OMD and OGD across the stochastic / adversarial grid.
+"""``sea-regret``: regret of optimistic OMD against OMD, OGD and FTRL across the stochastic / adversarial grid.
 
 Paper: Chen, Zhang, Tu, Zhao & Zhang, "Optimistic Online Mirror Descent for Bridging Stochastic and Adversarial
 Online Convex Optimization" (arXiv 2302.04552): in the SEA model, OOMD's expected regret on convex smooth losses is
@@ -7,9 +7,9 @@ O(sqrt(sigma^2_{1:T}) + sqrt(Sigma^2_{1:T})), the stochastic variance plus the a
 1. For every cell (noise sigma, drift) of the grid, build the environment (:func:`build_environment`): quadratic
    losses on the unit ball, or linear losses on the simplex, whose mean switches between two values every
    ``period`` rounds (amplitude ``drift``), plus noise of size ``sigma``.
-2. For every seed k (``seed + k``), play T rounds with OOMD, OMD (same adaptive step, no optimism) and anytime OGD
-   (:func:`theory.games.sea.run_online`, the same loss sequence for the three). Each (cell, seed) is one point,
-   step p = cell * n_seeds + k: ``point.cell``, ``point.noise``, ``point.drift``, ``point.seed``,
+2. For every seed k (``seed + k``), play T rounds with OOMD, OMD (same adaptive step, no optimism), anytime OGD and
+   anytime FTRL (:func:`theory.games.sea.run_online`, the same loss sequence for the four). Each (cell, seed) is
+   one point, step p = cell * n_seeds + k: ``point.cell``, ``point.noise``, ``point.drift``, ``point.seed``,
    ``point.sigma_sq_total``, ``point.variation_total``, ``point.bound_scale`` = sqrt(sigma^2_{1:T}) +
    sqrt(Sigma^2_{1:T}) and ``{learner}.final_regret``.
 3. Per cell and learner, the regret curve averaged over the seeds, ``{learner}.regret.c{cell}``, at rounds
@@ -30,6 +30,7 @@ from lab.config import ConfigError, param
 from lab.registry import Series, register
 from lab.runs import RunLogger
 from theory.games.sea import (
+    FollowTheRegularizedLeader,
     OnlineGradientDescent,
     OnlineMirrorDescent,
     OptimisticOMD,
@@ -38,8 +39,18 @@ from theory.games.sea import (
     run_online,
 )
 
-LEARNERS = {"oomd": OptimisticOMD, "omd": OnlineMirrorDescent, "ogd": OnlineGradientDescent}
-LABELS = {"oomd": "optimistic OMD", "omd": "OMD (no optimism)", "ogd": "OGD, step D/(G√t)"}
+LEARNERS = {
+    "oomd": OptimisticOMD,
+    "omd": OnlineMirrorDescent,
+    "ogd": OnlineGradientDescent,
+    "ftrl": FollowTheRegularizedLeader,
+}
+LABELS = {
+    "oomd": "optimistic OMD",
+    "omd": "OMD (no optimism)",
+    "ogd": "OGD, step D/(G√t)",
+    "ftrl": "FTRL, step D/(G√t)",
+}
 POINT_METRICS = ("cell", "noise", "drift", "seed", "sigma_sq_total", "variation_total", "bound_scale")
 
 
@@ -91,7 +102,7 @@ def build_environment(cfg: SEARegretConfig, noise: float, drift: float):
 
 
 def make_learner(name: str, environment):
-    """A fresh learner with the environment's gradient bound G (OGD: the anytime step D / (G sqrt t))."""
+    """A fresh learner with the environment's gradient bound G (OGD, FTRL: the anytime step D / (G sqrt t))."""
     return LEARNERS[name](environment.domain, gradient_bound=environment.gradient_bound)
 
 
@@ -137,7 +148,7 @@ register(
     "sea-regret",
     kind="theory",
     config=SEARegretConfig,
-    description="optimistic OMD vs OMD and OGD: final regret against sqrt(sigma^2_1:T) + sqrt(Sigma^2_1:T)",
+    description="optimistic OMD vs OMD, OGD and FTRL: final regret against sqrt(sigma^2_1:T) + sqrt(Sigma^2_1:T)",
     series=tuple(
         Series("point.bound_scale", f"{name}.final_regret", label, "markers") for name, label in LABELS.items()
     ),

@@ -7,6 +7,7 @@ import pytest
 from lab import ConfigError, get
 from lab.experiments.sea_regret import load_results
 from theory.games.sea import (
+    FollowTheRegularizedLeader,
     OnlineGradientDescent,
     OnlineMirrorDescent,
     OptimisticOMD,
@@ -15,7 +16,12 @@ from theory.games.sea import (
     run_online,
 )
 
-LEARNERS = {"oomd": OptimisticOMD, "omd": OnlineMirrorDescent, "ogd": OnlineGradientDescent}
+LEARNERS = {
+    "oomd": OptimisticOMD,
+    "omd": OnlineMirrorDescent,
+    "ogd": OnlineGradientDescent,
+    "ftrl": FollowTheRegularizedLeader,
+}
 
 
 def test_ball_regrets_equal_run_online_on_the_same_seed_and_the_curves_average_the_seeds(store):

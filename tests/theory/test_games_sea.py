@@ -6,6 +6,7 @@ from scipy.optimize import minimize
 
 from theory.games.sea import (
     EuclideanBall,
+    FollowTheRegularizedLeader,
     OnlineGradientDescent,
     OnlineMirrorDescent,
     OptimisticOMD,
@@ -22,6 +23,7 @@ def _learners(environment):
         OptimisticOMD(domain, gradient_bound=bound),
         OnlineMirrorDescent(domain, gradient_bound=bound),
         OnlineGradientDescent(domain, gradient_bound=bound),
+        FollowTheRegularizedLeader(domain, gradient_bound=bound),
     ]
 
 
@@ -214,6 +216,33 @@ def test_entropic_oomd_on_a_constant_loss_is_optimistic_mwu_in_closed_form():
     np.testing.assert_allclose(result.iterates, expected / expected.sum(axis=1, keepdims=True), rtol=1e-12)
     np.testing.assert_allclose(result.comparator, [1.0, 0.0, 0.0])
     assert result.regret[-1] == pytest.approx(np.sum(result.losses) - 40 * 0.2)
+
+
+def test_ftrl_on_a_constant_loss_is_hedge_on_the_cumulative_loss():
+    """Constant l: x_t ~ exp(-eta_t (t - 1) l) with eta_t = D / (G sqrt t): the lazy step scales the whole sum."""
+    environment = SEALinearSimplexEnvironment(dim=3, center=[0.2, 0.5, 0.9], noise=0.0, drift=0.0)
+    learner = FollowTheRegularizedLeader(environment.domain, gradient_bound=environment.gradient_bound)
+    result = run_online(learner, environment, 40, seed=0)
+    t = np.arange(1, 41)
+    logits = -(np.sqrt(2 * np.log(3)) / (0.9 * np.sqrt(t)) * (t - 1))[:, None] * np.array([0.2, 0.5, 0.9])
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(result.iterates, expected / expected.sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+def test_ftrl_on_the_ball_projects_the_scaled_gradient_sum():
+    """x_{t+1} = P(-eta sum_{s<=t} (x_s - y_s)) for f_t = 1/2 ||x - y_t||^2, fixed-horizon eta = D / (G sqrt T)."""
+    environment = SEAQuadraticEnvironment(dim=3, center=[0.9, -0.8, 0.5], noise=0.5, drift=0.4, period=3)
+    T = 30
+    learner = FollowTheRegularizedLeader(environment.domain, gradient_bound=environment.gradient_bound, horizon=T)
+    result = run_online(learner, environment, T, seed=4)
+    targets = environment.sample(T, seed=4).targets
+    eta = 2.0 / (environment.gradient_bound * np.sqrt(T))
+    x, total = np.zeros(3), np.zeros(3)
+    for s in range(T):
+        np.testing.assert_allclose(result.iterates[s], x, atol=1e-14)
+        total += x - targets[s]
+        x = -eta * total
+        x /= max(1.0, np.linalg.norm(x))
 
 
 def test_runs_are_seeded_and_a_callback_stops_them():

@@ -33,8 +33,9 @@ as quoted by a later paper, were available):
 
 Baselines: :class:`OnlineMirrorDescent` (the same adaptive step, no optimism: M_t = 0) and
 :class:`OnlineGradientDescent` (eta_t = D / (G sqrt t), adversarially safe; or the fixed-horizon step
-D / (G sqrt T); or 1 / (lambda t) for lambda-strongly convex losses). On the simplex the same classes run
-(optimistic) multiplicative weights.
+D / (G sqrt T); or 1 / (lambda t) for lambda-strongly convex losses) and :class:`FollowTheRegularizedLeader` (FTRL on
+the linearised losses with the same anytime step). On the simplex the same classes run (optimistic) multiplicative
+weights, and FTRL is Hedge.
 """
 
 from __future__ import annotations
@@ -489,7 +490,40 @@ class OnlineGradientDescent(_MirrorLearner):
         return self.geometry.diameter / (self.gradient_bound * np.sqrt(rounds))
 
 
-Learner = OptimisticOMD | OnlineMirrorDescent | OnlineGradientDescent
+class FollowTheRegularizedLeader(_MirrorLearner):
+    """FTRL on the linearised losses: x_{t+1} = argmin_{x in X} eta_{t+1} <sum_{s<=t} g_s, x> + psi(x).
+
+    psi is the geometry's mirror map centred at x_1 (1/2 ||x||^2 on the ball, the entropy on the simplex), so the
+    argmin is one mirror step from x_1 along the gradient sum: P(-eta G_t) on the ball, softmax(-eta G_t) on the
+    simplex (Hedge). eta_t = D / (G sqrt t) (anytime); D / (G sqrt(horizon)) when ``horizon`` is given. Unlike OMD,
+    the step-size schedule is applied to the whole gradient sum (the "lazy" projection).
+    """
+
+    def __init__(self, geometry: Geometry, *, gradient_bound: float, horizon: int | None = None) -> None:
+        super().__init__(geometry, gradient_bound=gradient_bound)
+        self.horizon = None if horizon is None else _positive_int(horizon, "horizon")
+        self.reset()
+
+    def reset(self) -> None:
+        self._gradient_sum = np.zeros(self.geometry.dim)
+        super().reset()
+
+    def _step_size(self) -> float:
+        rounds = self.round if self.horizon is None else self.horizon
+        return self.geometry.diameter / (self.gradient_bound * np.sqrt(rounds))
+
+    def update(self, gradient) -> None:
+        """Add g_t to the gradient sum and play its regularised leader at round t + 1."""
+        g = _vector(gradient, self.geometry.dim, "gradient")
+        self.variation += self.geometry.dual_norm(g) ** 2
+        self._gradient_sum += g
+        self.round += 1
+        self._step = self._step_size()
+        self._anchor = self.geometry.mirror_step(self.geometry.initial_point(), self._gradient_sum, self._step)
+        self._play = self._anchor
+
+
+Learner = OptimisticOMD | OnlineMirrorDescent | OnlineGradientDescent | FollowTheRegularizedLeader
 
 
 # ------------------------------------------------------------------------------------------------ the game
