@@ -6,14 +6,17 @@ cluster, ``Client(LocalCluster(...))`` on one machine). Workers do not touch the
 each runs its job against an in-memory logger and returns the rows, and the caller
 writes them, so only one process writes to the database and workers need no shared disk.
 Each job's run is recorded as ``running`` when submitted and finished as results arrive.
+:func:`open_executor` opens any of the three from the words ``python -m lab sweep`` takes
+(``--workers N``, ``--scheduler local``, ``--scheduler tcp://host:8786``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -62,10 +65,54 @@ def expand_grid(config_cls: type, grid: Mapping[str, Sequence[Any]], seeds: Sequ
     return configs
 
 
+def default_workers() -> int:
+    """Local worker processes when none are asked for: one per core, at most 8."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
 def default_executor(max_workers: int | None = None) -> ProcessPoolExecutor:
     """A local process pool; spawned (not forked) workers, which is safe from a threaded Jupyter kernel."""
-    workers = max_workers or max(1, min(os.cpu_count() or 1, 8))
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers or default_workers(), mp_context=multiprocessing.get_context("spawn"))
+
+
+LOCAL_SCHEDULER = "local"
+"""The ``scheduler`` word for a Dask ``LocalCluster`` on this machine (any other value is a scheduler's address)."""
+CONNECT_TIMEOUT_S = 30
+
+
+@contextlib.contextmanager
+def open_executor(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """The executor a sweep runs on, closed on exit; bad arguments raise ConfigError naming ``scheduler``/``workers``.
+
+    ``scheduler`` None: a local process pool of ``workers`` processes (default: up to 8, one per core).
+    ``"local"``: a Dask ``LocalCluster`` of ``workers`` one-thread worker processes, and its ``Client``. An address
+    such as ``"tcp://scheduler-host:8786"``: a Dask ``Client`` of that running scheduler, whose cluster decides the
+    workers (so ``workers`` must be None); the cluster itself is left running.
+    """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError("workers", f"expected a positive integer, got {workers!r}")
+    if scheduler is None:
+        with default_executor(workers) as pool:
+            yield pool
+        return
+    if scheduler != LOCAL_SCHEDULER and workers is not None:
+        raise ConfigError("workers", f"the cluster behind {scheduler} decides its workers; leave workers unset")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("scheduler", "a Dask scheduler needs dask.distributed: pip install -e '.[dist]'") from None
+    with contextlib.ExitStack() as stack:
+        if scheduler == LOCAL_SCHEDULER:
+            cluster = LocalCluster(
+                n_workers=workers or default_workers(), threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            client = stack.enter_context(Client(stack.enter_context(cluster)))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout=CONNECT_TIMEOUT_S))
+            except (OSError, ValueError) as error:
+                raise ConfigError("scheduler", f"cannot connect to {scheduler!r}: {error}") from None
+        yield client
 
 
 def sweep(
