@@ -10,6 +10,7 @@ module is imported only when its environment is made.
   (:mod:`envs.grid_worlds`; Prajapat et al., "Submodular Reinforcement Learning", ICLR 2024).
   Episodes truncate themselves after H - 1 steps (H visited cells).
 * ``lab/LatentMDP-v0``: :mod:`envs.latent_mdp`.
+* ``lab/RoverTree-v0``: :mod:`envs.tree_mdp` (ROVER's tree MDP with binary or real leaf rewards).
 """
 
 import gymnasium
@@ -19,3 +20,4 @@ gymnasium.register(id="lab/ItemCollection-v0", entry_point="envs.grid_worlds:Ite
 gymnasium.register(id="lab/ExperimentDesign-v0", entry_point="envs.grid_worlds:ExperimentDesignEnv")
 gymnasium.register(id="lab/TwoRoomsCoverage-v0", entry_point="envs.grid_worlds:TwoRoomsCoverageEnv")
 gymnasium.register(id="lab/LatentMDP-v0", entry_point="envs.latent_mdp:LatentMDPEnv")
+gymnasium.register(id="lab/RoverTree-v0", entry_point="envs.tree_mdp:RoverTreeEnv")
