@@ -13,15 +13,32 @@ import plotly.graph_objects as go
 
 from lab.registry import Series
 
+STEP = "step"
+"""The x-alignment that plots a metric against the step it was logged at, rather than against another metric."""
+
+
+def wide_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One run's long metrics as a table: one row per step (sorted), one column per metric name, NaN where unlogged."""
+    wide = metrics.pivot_table(index="step", columns="name", values="value", aggfunc="last", dropna=False)
+    wide.columns.name = None
+    return wide.sort_index()
+
+
+def paired_points(wide: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, x values, y values) at the steps where both ``x`` (a metric name, or :data:`STEP`) and ``y`` are
+    logged; empty when either was never logged."""
+    if y not in wide or (x != STEP and x not in wide):
+        return np.empty(0, dtype=int), np.empty(0), np.empty(0)
+    ys = wide[y]
+    xs = pd.Series(wide.index.to_numpy(float), index=wide.index) if x == STEP else wide[x]
+    both = xs.notna() & ys.notna()
+    return wide.index[both].to_numpy(int), xs[both].to_numpy(float), ys[both].to_numpy(float)
+
 
 def series_xy(metrics: pd.DataFrame, series: Series) -> tuple[np.ndarray, np.ndarray]:
     """The (x, y) points of ``series``: metric ``series.x`` against ``series.y`` at the steps logging both."""
-    wanted = metrics[metrics["name"].isin([series.x, series.y])]
-    wide = wanted.pivot_table(index="step", columns="name", values="value", aggfunc="last", dropna=False)
-    if series.x not in wide or series.y not in wide:
-        return np.empty(0), np.empty(0)
-    wide = wide[[series.x, series.y]].dropna().sort_index()
-    return wide[series.x].to_numpy(float), wide[series.y].to_numpy(float)
+    _, x, y = paired_points(wide_metrics(metrics[metrics["name"].isin([series.x, series.y])]), series.x, series.y)
+    return x, y
 
 
 def series_figure(

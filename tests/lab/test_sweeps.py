@@ -1,5 +1,7 @@
-"""Sweeps on a local process pool and on a Dask LocalCluster give exactly the serial results."""
+"""Sweeps on a local process pool and on a Dask LocalCluster give exactly the serial results; a sweep's seeds
+aggregate into a mean and a Student-t band."""
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 
 from lab import get, sweep
+from lab.compare import seed_band, seed_groups
 from lab.config import ConfigError, param
 from lab.registry import register
 from lab.sweeps import expand_grid
@@ -101,3 +104,20 @@ def test_a_failing_job_is_recorded_as_failed_with_its_rows(store):
     assert statuses[0]["status"] == statuses[2]["status"] == "finished"
     assert statuses[1]["status"] == "failed" and "RuntimeError: odd seed 1" in statuses[1]["message"]
     assert store.metrics(run_ids[1])["value"].tolist() == [1.0]
+
+
+def test_a_sweeps_seeds_aggregate_into_a_hand_computed_mean_and_t_band(store):
+    grid = {"noises": ["1", "0"], "drifts": ["0.2"], "n_seeds": [1], "horizon": [100], "log_every": [10]}
+    with ThreadPoolExecutor(1) as pool:
+        run_ids = sweep("sea-regret", grid, seeds=[0, 1, 2, 3], executor=pool, store=store, progress=False)
+    noisy, quiet = seed_groups(store.runs())
+    assert noisy == run_ids[:4] and quiet == run_ids[4:]
+    band = seed_band(store.metrics(noisy), "oomd.regret.c0", x="round")
+    curves = np.array([store.metrics(i, "oomd.regret.c0").sort_values("step")["value"] for i in noisy])
+    t_975_3 = 3.182446305284263  # Student-t quantile, 3 degrees of freedom
+    half_width = t_975_3 * curves.std(axis=0, ddof=1) / math.sqrt(4)
+    np.testing.assert_array_equal(band["x"], np.arange(10, 101, 10))
+    np.testing.assert_allclose(band["mean"], curves.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(band["low"], curves.mean(axis=0) - half_width, rtol=1e-9)
+    np.testing.assert_allclose(band["high"], curves.mean(axis=0) + half_width, rtol=1e-9)
+    assert set(band["n"]) == {4}
