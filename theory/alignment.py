@@ -21,6 +21,13 @@ Setting: a base distribution ``p`` over ``M`` outputs with rewards ``r`` (1-D ar
    a binary reward both keep the within-class ratios of ``p``, so best-of-n *is* a tilted distribution.
 6. :func:`solve_beta_for_kl` inverts step 2 (Newton on ``log beta`` inside a bracket), and the
    Monte-Carlo estimators compute the same quantities from samples of ``p`` alone.
+7. A population of prompts x with bases ``p_x`` and rewards ``r_x`` (:func:`population_tilted_curve`,
+   :func:`population_best_of_n_curve`): maximising the mean reward under a budget on the mean KL,
+   ``max sum_x E_{q_x}[r_x]  s.t.  sum_x KL(q_x || p_x) <= B``, is convex, and its Lagrangian is step 1 per prompt
+   with ONE beta for all prompts. So the common-beta tilted curve, averaged over prompts, is the exact frontier,
+   and best-of-n with a common n (a feasible point at its own mean KL) lies on or below it
+   (:func:`frontier_reward` reads the frontier at any mean KL). With a binary reward best-of-n is tilted per
+   prompt, each prompt at its own beta; the common-n allocation is what loses to the common-beta one.
 
 Everything runs in log space: rewards are shifted by their maximum before dividing by beta,
 outputs with ``p = 0`` keep probability 0, and ``0 log 0 = 0`` in every KL.
@@ -46,7 +53,10 @@ __all__ = [
     "best_of_n_kl_bound",
     "kl_divergence",
     "monte_carlo_best_of_n",
+    "frontier_reward",
     "monte_carlo_tilted",
+    "population_best_of_n_curve",
+    "population_tilted_curve",
     "solve_beta_for_kl",
     "tilted_curve",
     "tilted_distribution",
@@ -265,6 +275,44 @@ def best_of_n_kl_bound(n):
     ns = _integers_at_least_one(n, "n").astype(float)
     bound = np.log(ns) - (ns - 1.0) / ns
     return float(bound) if bound.ndim == 0 else bound
+
+
+# --------------------------------------------------------------------------- a population of prompts
+
+
+def _population(ps, rs) -> list[tuple[np.ndarray, np.ndarray]]:
+    if len(ps) != len(rs) or len(ps) == 0:
+        raise ValueError(f"ps, rs: expected the same non-zero number of prompts, got {len(ps)} and {len(rs)}")
+    pairs = []
+    for index, (p, r) in enumerate(zip(ps, rs, strict=True)):
+        p = _probability_vector(p, f"ps[{index}]")
+        pairs.append((p, _rewards(r, p)))
+    return pairs
+
+
+def _mean_curve(curves: list[TradeoffCurve]) -> TradeoffCurve:
+    return TradeoffCurve(
+        parameter=curves[0].parameter,
+        kl=np.mean([curve.kl for curve in curves], axis=0),
+        reward=np.mean([curve.reward for curve in curves], axis=0),
+    )
+
+
+def population_tilted_curve(ps, rs, betas) -> TradeoffCurve:
+    """The exact frontier of step 7: mean over prompts of ``(KL(phi_beta,x || p_x), E[r_x])`` at a common beta."""
+    return _mean_curve([tilted_curve(p, r, betas) for p, r in _population(ps, rs)])
+
+
+def population_best_of_n_curve(ps, rs, ns) -> TradeoffCurve:
+    """Best-of-n with one n for every prompt: mean over prompts of ``(KL(q_n,x || p_x), E_{q_n,x}[r_x])``."""
+    return _mean_curve([best_of_n_curve(p, r, ns) for p, r in _population(ps, rs)])
+
+
+def frontier_reward(frontier: TradeoffCurve, kl) -> np.ndarray:
+    """The frontier's mean reward at mean KL ``kl`` (linear between its points, which a fine beta grid makes
+    accurate: the frontier is concave in KL); beyond its largest KL, its largest reward."""
+    order = np.argsort(frontier.kl)
+    return np.interp(np.asarray(kl, dtype=float), frontier.kl[order], frontier.reward[order])
 
 
 # --------------------------------------------------------------------------- solving for beta at a KL budget

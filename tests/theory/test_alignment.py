@@ -13,9 +13,12 @@ from theory.alignment import (
     best_of_n_curve,
     best_of_n_distribution,
     best_of_n_kl_bound,
+    frontier_reward,
     kl_divergence,
     monte_carlo_best_of_n,
     monte_carlo_tilted,
+    population_best_of_n_curve,
+    population_tilted_curve,
     solve_beta_for_kl,
     tilted_curve,
     tilted_distribution,
@@ -174,6 +177,70 @@ def test_binary_reward_best_of_n_is_tilted(n):
     assert best_of_n_curve(p, r, [n]).kl[0] == pytest.approx(kl, rel=1e-10)
     # beta is ill-conditioned near KL_max (KL flattens as beta -> 0), but dE[r]/dKL = beta keeps the reward exact.
     assert solve_beta_for_kl(p, r, kl).reward == pytest.approx(phi @ r, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- a population of prompts
+
+
+def binary_population(seed: int, n_prompts: int = 12) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Prompts of different difficulty: a Dirichlet base over 3-9 answers, a random subset of them correct."""
+    rng = np.random.default_rng(seed)
+    ps, rs = [], []
+    for _ in range(n_prompts):
+        size = int(rng.integers(3, 10))
+        ps.append(rng.dirichlet(np.full(size, 0.5)))
+        rs.append((rng.random(size) < rng.uniform(0.05, 0.6)).astype(float))
+    return ps, rs
+
+
+def test_population_frontier_is_the_convex_programs_optimum_at_its_mean_kl():
+    ps, rs = binary_population(0, n_prompts=5)
+    frontier = population_tilted_curve(ps, rs, [0.3])
+    qs = [cp.Variable(p.size) for p in ps]
+    budget = frontier.kl[0] * len(ps)
+    problem = cp.Problem(
+        cp.Maximize(sum(q @ r for q, r in zip(qs, rs, strict=True))),
+        [cp.sum(sum(cp.sum(cp.rel_entr(q, p)) for q, p in zip(qs, ps, strict=True))) <= budget]
+        + [constraint for q in qs for constraint in (q >= 0, cp.sum(q) == 1)],
+    )
+    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    assert problem.status == cp.OPTIMAL
+    assert problem.value / len(ps) == pytest.approx(frontier.reward[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_common_n_best_of_n_is_never_above_the_common_beta_frontier(seed):
+    # Lagrangian form, exact and free of interpolation: for every beta the tilted family maximises
+    # mean reward - beta mean KL, so every best-of-n point satisfies R_n - beta K_n <= R(beta) - beta K(beta).
+    ps, rs = binary_population(seed)
+    betas = np.geomspace(1e-3, 1e3, 61)
+    frontier = population_tilted_curve(ps, rs, betas)
+    best_of_n = population_best_of_n_curve(ps, rs, 2 ** np.arange(10))
+    lagrangian_frontier = frontier.reward - betas * frontier.kl
+    lagrangian_best_of_n = best_of_n.reward[:, None] - betas[None, :] * best_of_n.kl[:, None]
+    assert np.all(lagrangian_best_of_n <= lagrangian_frontier[None, :] + 1e-12)
+    # read at best-of-n's own mean KL on a fine grid, the frontier is strictly higher for moderate n; both end at
+    # the base (n = 1) and at the base conditioned on success (n -> infinity, beta -> 0), where the gap closes
+    fine = population_tilted_curve(ps, rs, np.geomspace(1e-3, 1e3, 2001))
+    gaps = frontier_reward(fine, best_of_n.kl) - best_of_n.reward
+    assert np.all(gaps[1:5] > 1e-4) and np.all(gaps >= -1e-12) and abs(best_of_n.kl[0]) < 1e-12
+    # each prompt alone: binary best-of-n is tilted, so its own curve has no gap (the population is what loses)
+    single = population_tilted_curve(ps[:1], rs[:1], np.geomspace(1e-3, 1e3, 2001))
+    alone = population_best_of_n_curve(ps[:1], rs[:1], [4])
+    assert frontier_reward(single, alone.kl)[0] == pytest.approx(alone.reward[0], abs=1e-6)
+
+
+def test_population_curves_average_the_prompts_and_validate_them():
+    ps, rs = binary_population(3, n_prompts=3)
+    curve = population_best_of_n_curve(ps, rs, [1, 8])
+    singles = [best_of_n_curve(p, r, [1, 8]) for p, r in zip(ps, rs, strict=True)]
+    np.testing.assert_allclose(curve.reward, np.mean([c.reward for c in singles], axis=0), rtol=1e-15)
+    np.testing.assert_allclose(curve.reward[0], np.mean([p @ r for p, r in zip(ps, rs, strict=True)]))
+    np.testing.assert_allclose(frontier_reward(curve, curve.kl), curve.reward)
+    with pytest.raises(ValueError, match="^ps, rs: expected the same"):
+        population_tilted_curve(ps, rs[:2], [1.0])
+    with pytest.raises(ValueError, match=r"^ps\[1\]: expected a probability vector"):
+        population_tilted_curve([ps[0], ps[1] * 2], rs[:2], [1.0])
 
 
 # --------------------------------------------------------------------------- solving for beta
