@@ -1,7 +1,8 @@
 """Figures for the small-LM RLVR notebook: pass@k curves on a log2 k axis (base against each policy, bootstrap bands
 over prompts), the same split into majority / minority prompts, reward / held-out pass@1 / KL curves of several
 rlvr-train runs side by side (static, or live while they train), and the level-0 model of :mod:`theory.rlvr_level0`
-drawn with the same builders. Pure builders: a run's long metrics (``store.metrics(run_id)``) or a
+drawn with the same builders, and the exact reward-KL frontier of an rlvr-frontier run with rlvr-train trajectories on
+it. Pure builders: a run's long metrics (``store.metrics(run_id)``) or a
 :class:`~theory.rlvr_level0.Level0Run` in, plotly figure out; :func:`run_each` and :class:`LiveTrainingCurves` run
 experiments and redraw a ``FigureWidget`` as they log.
 """
@@ -19,7 +20,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lab import registry
+from lab.plots import paired_points, wide_metrics
 from lab.runs import Run, RunStore
+from theory.alignment import TradeoffCurve, frontier_reward
 from theory.rlvr_level0 import Level0Run
 
 COLOURS = ("#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -321,3 +324,78 @@ def run_each(
     if live is not None:
         live.redraw()
     return run_ids
+
+
+# --------------------------------------------------------------------------------------------- the KL frontier
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """An rlvr-frontier run read back: the tilted frontier and common-N best-of-N (``TradeoffCurve``s, KL
+    ascending), and the base's ``base_reward`` and the conditioned base's ``conditioned`` = (KL, reward)."""
+
+    tilted: TradeoffCurve
+    best_of_n: TradeoffCurve
+    base_reward: float
+    conditioned: tuple[float, float]
+
+
+def load_frontier(metrics: pd.DataFrame) -> Frontier:
+    """Parse an rlvr-frontier run's long metrics (``store.metrics(run_id)``)."""
+    wide = wide_metrics(metrics)
+
+    def curve(prefix: str, parameter: str) -> TradeoffCurve:
+        _, kl, reward = paired_points(wide, f"{prefix}.kl_to_ref", f"{prefix}.reward")
+        _, _, values = paired_points(wide, f"{prefix}.kl_to_ref", f"{prefix}.{parameter}")
+        order = np.argsort(kl, kind="stable")
+        return TradeoffCurve(parameter=values[order], kl=kl[order], reward=reward[order])
+
+    first = wide.loc[0]
+    return Frontier(
+        tilted=curve("tilted", "beta"),
+        best_of_n=curve("best_of_n", "n"),
+        base_reward=float(first["reward"]),
+        conditioned=(float(first["conditioned.kl_to_ref"]), float(first["conditioned.reward"])),
+    )
+
+
+def training_trajectory(metrics: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, held-out KL to the base, held-out pass@1) of an rlvr-train run: its ``eval/`` points."""
+    return paired_points(wide_metrics(metrics), "eval/kl_to_ref", "eval/pass@1")
+
+
+def frontier_gaps(frontier: Frontier, runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per rlvr-train run, its last held-out point (KL, pass@1), the frontier's reward at that KL and the gap
+    frontier - run (>= 0 up to estimation noise: nothing beats the frontier at equal KL)."""
+    rows = []
+    for label, metrics in runs.items():
+        steps, kl, reward = training_trajectory(metrics)
+        best = float(frontier_reward(frontier.tilted, kl[-1]))
+        rows.append({"run": label, "step": int(steps[-1]), "kl_to_ref": kl[-1], "reward": reward[-1],
+                     "frontier_reward": best, "gap": best - reward[-1]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def frontier_figure(
+    frontier: Frontier, runs: Mapping[str, pd.DataFrame] | None = None, *, title: str = "reward against KL to the base"
+) -> go.Figure:
+    """The frontier phi_beta, best-of-N, the base and the conditioned base, and each run's held-out trajectory
+    (KL, pass@1) from its first evaluation (the base) to its last, on one pair of axes."""
+    figure = go.Figure(layout=_layout(title))
+    figure.update_layout(xaxis_title="KL to the base (nats)", yaxis_title="reward (held-out pass@1)")
+    figure.add_scatter(
+        x=frontier.tilted.kl, y=frontier.tilted.reward, mode="lines", name="frontier φ_β ∝ p·exp(r/β)",
+        line=dict(color="black"),
+    )  # fmt: skip
+    figure.add_scatter(
+        x=frontier.best_of_n.kl, y=frontier.best_of_n.reward, mode="lines+markers", name="best-of-N",
+        line=dict(color=BASE_COLOUR, dash="dot"), text=[f"N = {n:g}" for n in frontier.best_of_n.parameter],
+    )  # fmt: skip
+    figure.add_scatter(
+        x=[0.0, frontier.conditioned[0]], y=[frontier.base_reward, frontier.conditioned[1]], mode="markers",
+        marker=dict(color="black", symbol=["circle-open", "star"], size=11), name="base · base | correct",
+    )  # fmt: skip
+    for (label, metrics), colour in zip((runs or {}).items(), COLOURS * 4, strict=False):
+        _, kl, reward = training_trajectory(metrics)
+        figure.add_scatter(x=kl, y=reward, mode="lines+markers", name=label, line=dict(color=colour))
+    return figure
