@@ -222,6 +222,16 @@ def _group_label(rows: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- the figure
 
 
+def drawing_mode(experiment: str, y: str) -> str:
+    """How the experiment's own panel draws metric ``y`` (its :class:`lab.registry.Series` mode, e.g. markers for a
+    Monte-Carlo estimate), else ``"lines"``."""
+    try:
+        series = registry.get(experiment).series
+    except ValueError:
+        return "lines"
+    return next((s.mode for s in series if s.y == y), "lines")
+
+
 def _rgba(color: str, alpha: float) -> str:
     red, green, blue = hex_to_rgb(color)
     return f"rgba({red}, {green}, {blue}, {alpha})"
@@ -244,8 +254,9 @@ def comparison_figure(
 
     ``runs``: rows of ``store.runs()``; ``metrics``: their long metrics. ``x``: :data:`~lab.plots.STEP` or a metric
     (:func:`resolve_x`). With ``group_seeds``, runs that differ only by seed become one mean line and a ``level``
-    band (:func:`seed_band`). With ``theory``, each metric of :data:`THEORY_CURVES` gets its closed form, dashed
-    (a seed group: the mean over its seeds). Every trace carries ``meta``: its ``role`` (run, mean, band or theory),
+    band (:func:`seed_band`). Curves are drawn as the experiment's panel draws them (:func:`drawing_mode`). With
+    ``theory``, each metric of :data:`THEORY_CURVES` gets its closed form, dashed (a seed group: the mean over its
+    seeds). Every trace carries ``meta``: its ``role`` (run, mean, band or theory),
     ``runs``, ``metric`` and the ``x`` it was drawn against.
     """
     figure = go.Figure(layout=dict(title=title, xaxis_title=x, yaxis_title=", ".join(keys)))
@@ -282,7 +293,8 @@ def comparison_figure(
                 )  # fmt: skip
             role = "mean" if len(unit) > 1 else "run"
             figure.add_scatter(
-                x=band["x"], y=band["mean"], mode="lines", line=dict(color=color), legendgroup=f"{label}: {y}",
+                x=band["x"], y=band["mean"], mode=drawing_mode(experiment, y), line=dict(color=color),
+                marker=dict(color=color), legendgroup=f"{label}: {y}",
                 name=f"{label}: {y}" + (" (mean)" if len(unit) > 1 else ""),
                 meta={**meta, "role": role, "x": resolve_x(names, y, x)},
             )  # fmt: skip

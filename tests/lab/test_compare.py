@@ -197,6 +197,8 @@ def test_alignment_theory_curve_is_the_exact_tilted_distribution(store):
     run_id = tradeoff.run(cfg, store=store)
     figure = Compare(store, run_ids=[run_id], metrics=["tilted_mc.reward"], x="kl_to_ref").figure
     (theory,) = _traces(figure, "theory")
+    (estimate,) = _traces(figure, "run")
+    assert estimate.mode == "markers" and theory.line.dash == "dash"  # as the experiment's panel draws them
     p, r = make_instance(cfg)
     kls, rewards = [], []
     for beta in _wide(store, run_id)["tilted.beta"].dropna():
