@@ -256,8 +256,8 @@ def comparison_figure(
     (:func:`resolve_x`). With ``group_seeds``, runs that differ only by seed become one mean line and a ``level``
     band (:func:`seed_band`). Curves are drawn as the experiment's panel draws them (:func:`drawing_mode`). With
     ``theory``, each metric of :data:`THEORY_CURVES` gets its closed form, dashed (a seed group: the mean over its
-    seeds). Every trace carries ``meta``: its ``role`` (run, mean, band or theory),
-    ``runs``, ``metric`` and the ``x`` it was drawn against.
+    seeds). Every trace carries ``meta``: its ``role`` (run, mean, band or theory), ``runs``, ``metric`` and the
+    ``x`` it was drawn against.
     """
     figure = go.Figure(layout=dict(title=title, xaxis_title=x, yaxis_title=", ".join(keys)))
     figure.update_layout(template="plotly_white", legend=dict(orientation="h", y=-0.2), margin=dict(t=50, r=20))
