@@ -7,12 +7,18 @@ panel's worker thread, shows the run's points in the page; the stored run must c
 It then starts a long run, sees its first points arrive while it runs, presses **Stop**, and checks
 the run ends ``stopped`` part-way, which shows the kernel's main thread stayed free for the click.
 
+Teaching mode (``make demo``): a second test serves a temporary copy of ``03_sgn_certificates.ipynb`` with
+Voila as ``make demo`` does (127.0.0.1, a token), moves the ``MarginExplorer``'s coupling slider and checks
+that the FigureWidget (plotly's anywidget) redraws to the closed-form margins at the new coupling; the
+page, the page's kernel and its websocket must refuse requests without the token.
+
 Needs Debian's ``chromium`` (``apt-get install chromium``; never ``playwright install``). Without
 it the test skips, unless ``LAB_REQUIRE_UI=1`` (as in CI), where it fails instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -104,6 +110,50 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _isolated_env(tmp: Path) -> dict[str, str]:
+    """The environment of a server under test: its own Jupyter dirs and run store, notebooks in quick mode."""
+    return dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(tmp / "config"),
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        JUPYTER_DATA_DIR=str(tmp / "data"),  # the notebook-signing key would otherwise go to ~/.local/share/jupyter
+        LAB_QUICK="1",
+        LAB_STORE=str(tmp / "lab.sqlite"),
+    )
+
+
+@contextlib.contextmanager
+def _serving(name: str, command: list[str], server: LabServer, env: dict[str, str], ready_path: str) -> Iterator[None]:
+    """Run ``command`` in ``server.root`` (output to ``server.log_path``) until ``ready_path`` answers 200.
+
+    Stops it on exit: jupyter_server and Voila shut their kernels down on SIGTERM.
+    """
+    with open(server.log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=server.root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with code {process.returncode}:\n{server.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{server.base_url}{ready_path}", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not answer within {SERVER_START_TIMEOUT_S} s:\n{server.log_tail()}")
+            time.sleep(0.5)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="session")
 def jupyter_lab(chromium_path, tmp_path_factory) -> Iterator[LabServer]:
     """JupyterLab on a free port, serving a temporary copy of the tour; stopped at the end of the session."""
@@ -111,19 +161,11 @@ def jupyter_lab(chromium_path, tmp_path_factory) -> Iterator[LabServer]:
     root = tmp / "root"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
-    config_dir = tmp / "config"
-    (config_dir / "labconfig").mkdir(parents=True)
+    env = _isolated_env(tmp)
+    (tmp / "config" / "labconfig").mkdir(parents=True)
     # JupyterLab 4's "get notified about official Jupyter news?" toast would cover the widgets.
     disabled = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
-    (config_dir / "labconfig" / "page_config.json").write_text(json.dumps(disabled))
-    env = dict(
-        os.environ,
-        JUPYTER_CONFIG_DIR=str(config_dir),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-        JUPYTER_DATA_DIR=str(tmp / "data"),  # the notebook-signing key would otherwise go to ~/.local/share/jupyter
-        LAB_QUICK="1",
-        LAB_STORE=str(tmp / "lab.sqlite"),
-    )
+    (tmp / "config" / "labconfig" / "page_config.json").write_text(json.dumps(disabled))
     port, token = _free_port(), secrets.token_hex(16)
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -133,30 +175,8 @@ def jupyter_lab(chromium_path, tmp_path_factory) -> Iterator[LabServer]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # jupyter refuses to start as root otherwise (CI containers run as root)
     server = LabServer(f"http://127.0.0.1:{port}", token, root, tmp / "lab.sqlite", tmp / "jupyterlab.log")
-    with open(server.log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"jupyter lab exited with code {process.returncode}:\n{server.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{server.base_url}/api/status?token={token}", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer within {SERVER_START_TIMEOUT_S} s:\n{server.log_tail()}")
-            time.sleep(0.5)
+    with _serving("jupyter lab", command, server, env, ready_path=f"/api/status?token={token}"):
         yield server
-    finally:
-        process.terminate()  # jupyter_server shuts its kernels down on SIGTERM
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_panel_run_draws_the_runs_points_in_the_browser(jupyter_lab, chromium_path, tmp_path):
@@ -232,6 +252,132 @@ def test_panel_run_draws_the_runs_points_in_the_browser(jupyter_lab, chromium_pa
             try:  # an artifact for humans, on success and failure alike; never the reason the test fails
                 page.screenshot(path=tmp_path / "tour.png")
                 print(f"screenshot: {tmp_path / 'tour.png'}")
+            except Exception as error:
+                print(f"no screenshot: {error}")
+            browser.close()
+
+
+# --- Teaching mode: a notebook rendered as an app by Voila (``make demo``) ------------------------------------------
+
+VOILA_NOTEBOOK = NOTEBOOK.parent / "03_sgn_certificates.ipynb"
+VOILA_RENDER_TIMEOUT_MS = 600_000  # Voila runs the whole notebook (quick mode) before its widgets go live
+TOY_A, TOY_B = 10.0, 0.05  # MarginExplorer's toy: mu = (1, 1), L12 = lambda a, L21 = lambda b
+
+# Each trace of a plotly graph div by name: its y values, decoded (``_fullData``, as in JS_TRACE_POINTS).
+JS_TRACES_Y = """el => Object.fromEntries((el._fullData ?? []).map(trace => [trace.name, Array.from(trace.y ?? [])]))"""
+
+
+@pytest.fixture
+def voila_app(chromium_path, tmp_path_factory) -> Iterator[LabServer]:
+    """Voila, as ``make demo`` starts it (127.0.0.1, a token), on a temporary copy of notebook 03 in quick mode."""
+    tmp = tmp_path_factory.mktemp("voila")
+    root = tmp / "root"
+    root.mkdir()
+    shutil.copy(VOILA_NOTEBOOK, root / VOILA_NOTEBOOK.name)
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "voila", VOILA_NOTEBOOK.name, "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
+        "--Voila.port_retries=0", f"--Voila.token={token}",
+    ]  # fmt: skip
+    server = LabServer(f"http://127.0.0.1:{port}", token, root, tmp / "lab.sqlite", tmp / "voila.log")
+    # Ready once it serves anywidget's front end (FigureWidget needs it): public, so no token, and runs no notebook.
+    ready = "/voila/labextensions/anywidget/package.json"
+    with _serving("voila", command, server, _isolated_env(tmp), ready_path=ready):
+        yield server
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect becomes an HTTPError carrying its status and Location
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    """(status, Location header, body) of a GET, redirects not followed."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=60) as response:
+            return response.status, response.headers.get("Location", ""), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Location", ""), b""
+
+
+def _assert_refused(url: str, headers: dict[str, str] | None = None) -> None:
+    status, location, _ = _get(url, headers)
+    refused = status == 403 or (status in (301, 302, 303, 307) and "/login" in location)
+    assert refused, f"GET {url} without a valid token answered {status} {location!r}"
+
+
+def test_voila_app_slider_redraws_the_plot_and_the_server_wants_its_token(voila_app, chromium_path, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = voila_app.base_url, voila_app.token
+    _assert_refused(f"{base}/")  # no token: to the login page, and no kernel started
+    _assert_refused(f"{base}/?token={secrets.token_hex(16)}")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # Offline by construction: Voila's template asks a CDN for font-awesome; the app must not need it.
+        page.route(re.compile(r"^(?!http://127\.0\.0\.1:)"), lambda route: route.abort())
+        try:
+            page.goto(f"{base}/?token={token}", wait_until="commit", timeout=VOILA_RENDER_TIMEOUT_MS)
+            # MarginExplorer: a VBox with the "coupling λ" slider and a FigureWidget (plotly's anywidget).
+            coupling = page.locator(".widget-slider").filter(has=page.get_by_text("coupling λ", exact=True))
+            explorer = page.locator(".widget-vbox").filter(has=coupling).filter(has=page.locator(".js-plotly-plot"))
+            expect(explorer).to_have_count(1, timeout=VOILA_RENDER_TIMEOUT_MS)
+            explorer.scroll_into_view_if_needed()
+            plot = explorer.locator(".js-plotly-plot")
+            page.wait_for_function(
+                f"el => ({JS_TRACES_Y})(el)['margin α(w)']?.length > 0",
+                arg=plot.element_handle(timeout=VOILA_RENDER_TIMEOUT_MS),
+                timeout=VOILA_RENDER_TIMEOUT_MS,
+            )
+            optimum, euclidean = "optimum r* = 200", "Euclidean weights (1, 1)"
+
+            def assert_drawn_at(lam: float) -> dict[str, list[float]]:
+                # Closed forms: r* = a/b at every lambda, alpha* = 1 - lambda sqrt(ab), alpha(1, 1) = 1 - lambda (a+b)/2
+                traces = plot.evaluate(JS_TRACES_Y)
+                assert traces[optimum] == pytest.approx([1 - lam * (TOY_A * TOY_B) ** 0.5], abs=1e-9), traces[optimum]
+                assert traces[euclidean] == pytest.approx([1 - lam * (TOY_A + TOY_B) / 2], abs=1e-9), traces[euclidean]
+                assert len(traces["margin α(w)"]) == 400 and max(traces["margin α(w)"]) <= traces[optimum][0] + 1e-9
+                expect(explorer).to_contain_text(f"Euclidean monotonicity margin {1 - lam * (TOY_A + TOY_B) / 2:.3f}")
+                title = plot.locator(".gtitle").text_content()
+                assert title.startswith(f"α(w) at w2/w1 = 200: {1 - lam * (TOY_A * TOY_B) ** 0.5:.4f}"), title
+                return traces
+
+            readout = coupling.locator(".widget-readout")
+            lam = float(readout.inner_text())
+            before = assert_drawn_at(lam)
+
+            # One step of the slider (ipywidgets 8 noUiSlider, step 0.05): the kernel redraws the FigureWidget.
+            coupling.locator(".noUi-handle").focus()
+            page.keyboard.press("ArrowRight")
+            expect(readout).not_to_have_text(f"{lam:.2f}")
+            moved = float(readout.inner_text())
+            assert moved == pytest.approx(lam + 0.05)
+            page.wait_for_function(
+                f"([el, old]) => ({JS_TRACES_Y})(el)[{json.dumps(euclidean)}]?.[0] !== old",
+                arg=[plot.element_handle(), before[euclidean][0]],
+                timeout=WIDGET_TIMEOUT_MS,
+            )
+            after = assert_drawn_at(moved)
+            assert after["margin α(w)"] != before["margin α(w)"]
+
+            # The page's kernel answers with the token and refuses without it (REST and its websocket).
+            kernel_id = page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
+            status, _, body = _get(f"{base}/api/kernels/{kernel_id}?token={token}")
+            assert status == 200 and json.loads(body)["id"] == kernel_id
+            _assert_refused(f"{base}/api/kernels/{kernel_id}")
+            upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
+            _assert_refused(f"{base}/api/kernels/{kernel_id}/channels", upgrade)
+        except BaseException:
+            print(f"--- voila log (tail) ---\n{voila_app.log_tail()}")
+            raise
+        finally:
+            try:
+                page.screenshot(path=tmp_path / "voila.png")
+                print(f"screenshot: {tmp_path / 'voila.png'}")
             except Exception as error:
                 print(f"no screenshot: {error}")
             browser.close()
