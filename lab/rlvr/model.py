@@ -8,14 +8,18 @@
    (:func:`log_policy` gives PAD log-probability -inf). Pretraining, sampling and scoring all use it.
 3. :func:`sample`: the P prompts are prefilled once (P rows), their K/V written into a preallocated
    :class:`KVCache` of P*G rows (each prompt's K/V broadcast to its G consecutive rows); then one token per step for
-   the live rows. A row that samples EOS is finished: its mask ends there and it leaves the cache (the cache is
-   compacted in place); the loop ends when every row is finished or after ``max_new_tokens``.
+   the live rows. A row that samples EOS is finished: its mask ends there and it leaves the cache (a live row from
+   the end of the cache moves into its place, so a step copies only as many rows as finished); the loop ends when
+   every row is finished or after ``max_new_tokens``. Each step draws for the live rows in their original order,
+   so the draws do not depend on where the cache keeps a row.
    Tokens are drawn from softmax(top_k(log pi / temperature)) (``temperature=0``: argmax), but the recorded
    ``logp`` is log pi(o_t | q, o_<t) of the *untempered* policy (temperature 1, no top-k): the pi_old of
    the objectives, equal to :func:`score` of the same tokens.
-4. :func:`score`: log pi(o_t | q, o_<t) of given completions in one batched pass, with the prompt computed once
-   per group (:class:`SharedPrefix`), masked to 0 outside ``mask``; optionally the mean over the actions of
-   log pi(a | q, o_<t) (ROVER's uniform-policy value: mean(z) - logsumexp(z) over the non-PAD logits z).
+4. :func:`score`: log pi(o_t | q, o_<t) of given completions, masked to 0 outside ``mask``, with the prompt
+   computed once per group (:class:`SharedPrefix`) and the completions in a few chunks of rows of similar length
+   (:func:`length_chunks`), each only as wide as its longest row, so positions past a row's last token are neither
+   computed nor differentiated; optionally the mean over the actions of log pi(a | q, o_<t) (ROVER's
+   uniform-policy value: mean(z) - logsumexp(z) over the non-PAD logits z).
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ class KVCache:
     """Preallocated keys and values, each (batch_size, n_layer, n_head, capacity, head_dim), written in place.
 
     The first ``n_rows`` rows are live. A chunk of fewer rows r (r dividing n_rows) writes its K/V to the
-    n_rows / r consecutive rows of each input row: the group prefill. :meth:`keep` compacts the live rows.
+    n_rows / r consecutive rows of each input row: the group prefill. :meth:`drop_finished` removes rows.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, *, capacity: int | None = None, device=None, dtype=None):
@@ -118,36 +122,53 @@ class KVCache:
     def advance(self, steps: int) -> None:
         self.length += steps
 
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keep the live rows ``rows`` (indices, increasing), moved to the front in that order."""
-        count = rows.numel()
-        self.keys[:count, :, :, : self.length] = self.keys[rows, :, :, : self.length]
-        self.values[:count, :, :, : self.length] = self.values[rows, :, :, : self.length]
+    def drop_finished(self, running: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep the live rows where ``running`` (n_rows,) is True: the first ``running.sum()`` rows stay live, each
+        finished row among them overwritten by a running row from behind them (the fewest copies; the order of the
+        rows changes). Returns the moves (destinations, sources), for the caller's own per-row state."""
+        count = int(running.sum())
+        destinations = (~running[:count]).nonzero().squeeze(1)
+        sources = running[count:].nonzero().squeeze(1) + count
+        if destinations.numel():
+            self.keys[destinations, :, :, : self.length] = self.keys[sources, :, :, : self.length]
+            self.values[destinations, :, :, : self.length] = self.values[sources, :, :, : self.length]
         self.n_rows = count
+        return destinations, sources
 
 
 class SharedPrefix:
-    """Scoring memory: the first chunk (P prompts) attends causally and its K/V are kept per layer; later chunks
-    (P*G rows, G consecutive rows per prompt) attend to their prompt's K/V, repeated G times, then causally to
-    themselves. Gradients flow through both, so a prompt's forward and backward are computed once per group."""
+    """Scoring memory: the first forward (the P prompts) attends causally and its K/V are kept per layer, with their
+    graph. After :meth:`continue_rows`, a forward of completion rows, row j continuing prompt ``prompt_of_row[j]``,
+    attends to that prompt's K/V, then causally to itself. Gradients flow through both, so a prompt's forward and
+    backward are computed once however many rows and forwards continue it."""
 
-    def __init__(self, group_size: int) -> None:
-        self.group_size = _check_int(group_size, "group_size")
+    def __init__(self) -> None:
         self.length = 0
+        self.prompt_length = 0
+        self._prompt_of_row: torch.Tensor | None = None
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
 
+    def continue_rows(self, prompt_of_row: torch.Tensor) -> None:
+        """The next forward's rows continue the prompts ``prompt_of_row`` (indices into the P prompts)."""
+        if not self._keys:
+            raise ValueError("continue_rows: run the prompts through this memory first")
+        self._prompt_of_row = prompt_of_row
+        self.length = self.prompt_length
+
     def attend(self, layer: int, q, k, v, dropout_p: float = 0.0) -> torch.Tensor:
-        if self.length == 0:
+        if self._prompt_of_row is None:
             self._keys.append(k)
             self._values.append(v)
             return _attend_past(q, k, v, 0, dropout_p)
-        keys = torch.cat([self._keys[layer].repeat_interleave(self.group_size, dim=0), k], dim=2)
-        values = torch.cat([self._values[layer].repeat_interleave(self.group_size, dim=0), v], dim=2)
+        keys = torch.cat([self._keys[layer].index_select(0, self._prompt_of_row), k], dim=2)
+        values = torch.cat([self._values[layer].index_select(0, self._prompt_of_row), v], dim=2)
         return _attend_past(q, keys, values, self.length, dropout_p)
 
     def advance(self, steps: int) -> None:
         self.length += steps
+        if self._prompt_of_row is None:
+            self.prompt_length = self.length
 
 
 class CausalSelfAttention(nn.Module):
@@ -352,9 +373,15 @@ def sample(
     logp = torch.zeros((n_rows, max_new_tokens), device=model.device)
     lengths = torch.zeros(n_rows, dtype=torch.int64, device=model.device)
     live = torch.arange(n_rows, device=model.device)  # the original row of each live cache row
+    in_order = True  # live is increasing (no row has moved yet)
     for t in range(max_new_tokens):
         log_probs = log_policy(logits.float())
-        chosen = _draw(log_probs, temperature, top_k, generator)
+        if in_order:
+            chosen = _draw(log_probs, temperature, top_k, generator)
+        else:
+            order = live.argsort()
+            chosen = torch.empty_like(live)
+            chosen[order] = _draw(log_probs[order], temperature, top_k, generator)
         tokens[live, t] = chosen
         logp[live, t] = log_probs.gather(1, chosen[:, None]).squeeze(1)
         lengths[live] += 1
@@ -362,22 +389,59 @@ def sample(
         if t == max_new_tokens - 1 or not running.any():
             break
         if not running.all():
-            kept = running.nonzero().squeeze(1)
-            cache.keep(kept)
-            live, chosen = live[kept], chosen[kept]
+            destinations, sources = cache.drop_finished(running)
+            if destinations.numel():
+                live[destinations], chosen[destinations] = live[sources], chosen[sources]
+                in_order = False
+            live, chosen = live[: cache.n_rows], chosen[: cache.n_rows]
         logits = model(chosen[:, None], cache)[:, -1]
     width = int(lengths.max())
     mask = (torch.arange(width, device=model.device) < lengths[:, None]).float()
     return Samples(tokens=tokens[:, :width].contiguous(), mask=mask, logp=logp[:, :width].contiguous(), lengths=lengths)
 
 
-def score(
-    model: GPT, prompts, completions: torch.Tensor, mask: torch.Tensor, *, with_mean_logp: bool = False
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(o_t | q, o_<t) (B, T) of ``completions`` (B, T) after ``prompts`` (P, Lp), B = P * G with G
-    consecutive rows per prompt, zero where ``mask`` (B, T) is 0; and, with ``with_mean_logp``, the mean over the
-    actions of log pi(. | q, o_<t) (B, T), also zero off the mask. Differentiable (call under no_grad to skip the
-    graph); tokens off the mask are never read."""
+CHUNK_COST = 64
+"""The cost of one more chunk in :func:`completion_states`, in token positions: a chunk's forward and backward pay
+a fixed per-operation overhead. Rows are split into another chunk only where that saves more padded positions than
+this. For GRPO batches of 64 rows at T = 32 on the 4-layer width-128 GPT (one CPU thread) the scoring forward and
+backward took 30% less time than unchunked for any cost from 32 to 128 (more chunks at 0 or 8 cost more)."""
+
+
+def length_chunks(widths: list[int], chunk_cost: float = CHUNK_COST) -> list[tuple[int, int, int]]:
+    """Chunks (start, stop, width) of rows sorted by decreasing ``widths``, each as wide as its first row, that
+    minimise sum over chunks of (rows x width + chunk_cost): dynamic programming over the distinct widths."""
+    distinct, stops = [], []  # distinct widths, decreasing, and the end of each one's rows
+    for row, width in enumerate(widths):
+        if distinct and width > distinct[-1]:
+            raise ValueError(f"widths: expected a non-increasing list, got {widths}")
+        if not distinct or width != distinct[-1]:
+            distinct.append(width)
+            stops.append(row + 1)
+        else:
+            stops[-1] = row + 1
+    starts = [0, *stops[:-1]]
+    best, cut = [0.0] + [math.inf] * len(distinct), [0] * (len(distinct) + 1)
+    for end in range(1, len(distinct) + 1):  # best[end]: the first `end` distinct widths' rows, chunked
+        for first in range(end):  # the last chunk holds the widths first .. end - 1
+            cost = best[first] + distinct[first] * (stops[end - 1] - starts[first]) + chunk_cost
+            if cost < best[end]:
+                best[end], cut[end] = cost, first
+    chunks, end = [], len(distinct)
+    while end:
+        first = cut[end]
+        chunks.append((starts[first], stops[end - 1], distinct[first]))
+        end = first
+    return chunks[::-1]
+
+
+def completion_states(
+    model: GPT, prompts, completions: torch.Tensor, mask: torch.Tensor, *, skip_padding: bool = True
+) -> torch.Tensor:
+    """Final-LayerNorm states h (B, T, n_embd) of ``completions`` (B, T) after ``prompts`` (P, Lp), B = P * G with G
+    consecutive rows per prompt: h_t is the state whose logits give pi(o_t | q, o_<t). The prompts run once
+    (:class:`SharedPrefix`). With ``skip_padding`` the rows run in chunks of similar length
+    (:func:`length_chunks`) and h is 0 past each row's last masked position (never computed); without it, one
+    chunk of width T computes every position. Tokens off ``mask`` are never read (they are fed as EOS)."""
     prompts = _prompt_tensor(model, prompts)
     completions = torch.as_tensor(completions, device=model.device)
     mask = torch.as_tensor(mask, device=model.device)
@@ -387,12 +451,50 @@ def score(
         )
     if mask.shape != completions.shape:
         raise ValueError(f"mask: expected shape {tuple(completions.shape)}, got {tuple(mask.shape)}")
-    group_size = completions.shape[0] // prompts.shape[0]
+    rows, width = completions.shape
+    group_size = rows // prompts.shape[0]
     targets = completions.masked_fill(mask == 0, VOCAB.eos_id)
-    memory = SharedPrefix(group_size)
-    first = model.lm_head(model.hidden(prompts, memory)[:, -1:]).repeat_interleave(group_size, dim=0)
-    logits = torch.cat([first, model(targets[:, :-1], memory)], dim=1) if targets.shape[1] > 1 else first
-    log_probs = log_policy(logits)
+    memory = SharedPrefix()
+    first = model.hidden(prompts, memory)[:, -1:]
+    if skip_padding:
+        positions = torch.arange(1, width + 1, device=mask.device)
+        widths = ((mask != 0) * positions).amax(dim=1).clamp(min=1)
+        order = widths.argsort(descending=True, stable=True)
+        chunks = length_chunks(widths[order].tolist())
+    else:
+        order, chunks = torch.arange(rows, device=model.device), [(0, rows, width)]
+    pieces = []
+    for start, stop, chunk_width in chunks:
+        chunk_rows = order[start:stop]
+        prompt_of_row = chunk_rows // group_size
+        states = first.index_select(0, prompt_of_row)  # index_select: its backward is faster than indexing's
+        if chunk_width > 1:
+            memory.continue_rows(prompt_of_row)
+            states = torch.cat([states, model.hidden(targets[chunk_rows, : chunk_width - 1], memory)], dim=1)
+        pieces.append(F.pad(states, (0, 0, 0, width - chunk_width)))
+    states = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    return states.index_select(0, order.argsort()) if skip_padding else states
+
+
+def score(
+    model: GPT,
+    prompts,
+    completions: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    with_mean_logp: bool = False,
+    skip_padding: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log pi(o_t | q, o_<t) (B, T) of ``completions`` (B, T) after ``prompts`` (P, Lp), B = P * G with G
+    consecutive rows per prompt, zero where ``mask`` (B, T) is 0; and, with ``with_mean_logp``, the mean over the
+    actions of log pi(. | q, o_<t) (B, T), also zero off the mask. Differentiable (call under no_grad to skip the
+    graph); tokens off the mask are never read, and with ``skip_padding`` positions past a row's last masked token
+    are not computed (module docstring, item 4). The output layer reads the states of
+    :func:`completion_states` once, as one (B, T, n_embd) tensor."""
+    states = completion_states(model, prompts, completions, mask, skip_padding=skip_padding)
+    mask = torch.as_tensor(mask, device=states.device)
+    targets = torch.as_tensor(completions, device=states.device).masked_fill(mask == 0, VOCAB.eos_id)
+    log_probs = log_policy(model.lm_head(states))
     weights = mask.to(log_probs.dtype)
     logp = log_probs.gather(2, targets[..., None]).squeeze(2) * weights
     mean_logp = mean_action_log_prob(log_probs) * weights if with_mean_logp else None

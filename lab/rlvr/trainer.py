@@ -4,8 +4,9 @@
    (seed, k, 0); G completions per prompt from the KV-cache sampler (:func:`lab.rlvr.model.sample`: each prompt
    prefilled once, its K/V shared by its G rows) with a torch generator seeded from (seed, k, 1); verifier
    rewards r_i = task.verify(q, o_i).
-2. One scoring forward with grad (:func:`lab.rlvr.model.score`: prompt computed once per group) gives
-   logp = log pi_theta(o_t | q, o_<t); the vocabulary mean of log pi only for ROVER; for PPO a value head
+2. One scoring forward with grad (:func:`lab.rlvr.model.score`: prompt computed once per group, positions past a
+   completion's end skipped) gives logp = log pi_theta(o_t | q, o_<t); the vocabulary mean of log pi only for
+   ROVER; for PPO (scored at every position, :func:`score_with_states`) a value head
    V = w^T h + b on the final hidden states h (detached: the critic's loss trains the head alone, as a separate
    critic would, and never moves the policy's trunk). One update per batch, so pi_old = pi_theta at the start of the
    step: old_logp = the sampler's recorded log-probs (the untempered policy at temperature 1, which is what
@@ -171,12 +172,12 @@ def _output_layer_inputs(model: GPT):
 def score_with_states(
     model: GPT, prompts: torch.Tensor, completions: torch.Tensor, mask: torch.Tensor, *, with_mean_logp: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """:func:`lab.rlvr.model.score` plus the final hidden states h (B, T, n_embd), h_t being the state whose logits
-    give log pi(o_t | q, o_<t) (the value head's input). One forward: the states are read off the output layer."""
+    """:func:`lab.rlvr.model.score` (every position computed) plus the final hidden states h (B, T, n_embd), h_t
+    being the state whose logits give log pi(o_t | q, o_<t) (the value head's input). One forward: the states are
+    read off the output layer."""
     with _output_layer_inputs(model) as inputs:
-        logp, mean_logp = score(model, prompts, completions, mask, with_mean_logp=with_mean_logp)
-    rows = completions.shape[0]
-    states = torch.cat([chunk.repeat_interleave(rows // chunk.shape[0], dim=0) for chunk in inputs], dim=1)
+        logp, mean_logp = score(model, prompts, completions, mask, with_mean_logp=with_mean_logp, skip_padding=False)
+    (states,) = inputs
     if states.shape[:2] != completions.shape:
         raise RuntimeError(f"score read {tuple(states.shape[:2])} output states for {tuple(completions.shape)} tokens")
     return logp, mean_logp, states
@@ -283,9 +284,13 @@ class RLVRTrainer:
         rewards = torch.tensor(rewards, dtype=samples.logp.dtype, device=samples.logp.device)
         tokens, mask = samples.tokens, samples.mask
 
-        logp, mean_logp, states = score_with_states(
-            self.model, prompt_ids, tokens, mask, with_mean_logp="mean_logp" in self._required
-        )
+        with_mean_logp = "mean_logp" in self._required
+        if self.value_head is None:
+            logp, mean_logp = score(self.model, prompt_ids, tokens, mask, with_mean_logp=with_mean_logp)
+        else:
+            logp, mean_logp, states = score_with_states(
+                self.model, prompt_ids, tokens, mask, with_mean_logp=with_mean_logp
+            )
         optional = {}
         if mean_logp is not None:
             optional |= {"mean_logp": mean_logp, "old_mean_logp": mean_logp.detach()}
