@@ -119,12 +119,15 @@ def copy_bandwidth(n_bytes: float) -> float:
 
 
 def iteration_cost(n: int, d: int, p: int, linear_solver: str) -> tuple[float, float]:
-    """(flops, bytes) of one ADMM iteration as implemented (module docstring of theory.convex_relu.admm)."""
+    """(flops, bytes) of one ADMM iteration as implemented (module docstring of theory.convex_relu.admm).
+
+    The dense inverse (C^{-1}, n x n, or the structured dP x dP one) is applied by symv: one triangle read.
+    """
     small = 10 * d * d * p
     arrays = 8 * (4 * n * d + 6 * 2 * n * p + n * p)  # X four times; X u, a, E o |a| out and in; the signs
     if linear_solver == "woodbury":
-        return 12 * n * d * p + 2 * n * n + small, arrays + 8 * (2 * n * p + n * n)  # D twice, C^{-1}
-    return 8 * n * d * p + 2 * (d * p) ** 2 + small, arrays + 8 * (d * p) ** 2
+        return 12 * n * d * p + 2 * n * n + small, arrays + 8 * (2 * n * p + n * n / 2)  # D twice, C^{-1}
+    return 8 * n * d * p + 2 * (d * p) ** 2 + small, arrays + 8 * (d * p) ** 2 / 2
 
 
 # --------------------------------------------------------------------------------------------- measurements
