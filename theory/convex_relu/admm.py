@@ -500,25 +500,56 @@ class _ReducedProblem:
     with variables (x_1..x_k, t_1..t_k), P = J^T J (J = [sigma_g D_g X]_{g in S}, formed once, so a Newton
     step costs O((kd)^3) whatever n), q = (-J^T y, beta 1), G x = (-C x, -(t_j, x_j)). C_j holds the rows of
     E_g X kept for group j (``cones[j]``); row vectors of the cone are concatenated group by group.
+    ``previous``: a reduced problem of an earlier round, whose blocks of J^T J are reused (a polish round adds
+    groups; J^T J costs n (kd)^2 flops, as much as several Newton steps).
     """
 
-    def __init__(self, problem: ConvexReLUProblem, groups: np.ndarray, rows: list[np.ndarray]) -> None:
+    def __init__(
+        self,
+        problem: ConvexReLUProblem,
+        groups: np.ndarray,
+        rows: list[np.ndarray],
+        previous: _ReducedProblem | None = None,
+    ) -> None:
         D2, E2, sigma = _stacked(problem)
-        self.beta, self.d, self.k = problem.beta, problem.d, groups.size
-        self.gram = masked_gram(np, problem.X, D2[:, groups], sigma[groups])
+        self.groups, self.beta, self.d, self.k = groups, problem.beta, problem.d, groups.size
+        self.gram = _support_gram(problem, groups, previous)
         self.linear = (problem.X.T @ (D2[:, groups] * sigma[groups] * problem.y[:, None])).T.reshape(-1)
         self.constant = 0.5 * problem.y @ problem.y
         self.cones = [E2[r, g][:, None] * problem.X[r] for g, r in zip(groups, rows, strict=True)]
         self.bounds = np.concatenate([[0], np.cumsum([r.size for r in rows])])
+        # Every group keeping all n rows (the usual case, n |S| <= ALL_ROWS): C x, C^T z and the rows' Newton
+        # blocks become single products with X instead of k small ones.
+        self.X, self.signs = problem.X, E2[:, groups].T
+        self.all_rows = all(r.size == problem.n for r in rows)
 
     def slacks(self, x) -> np.ndarray:
         """C x, row by row (x: the k d network weights)."""
         d = self.d
+        if self.all_rows:
+            return (self.signs * (x.reshape(self.k, d) @ self.X.T)).ravel()
         return np.concatenate([C @ x[j * d : (j + 1) * d] for j, C in enumerate(self.cones)])
 
     def pull(self, z_rows) -> np.ndarray:
         """C^T z_rows, group by group (k x d)."""
+        if self.all_rows:
+            return (self.signs * z_rows.reshape(self.k, -1)) @ self.X
         return np.array([C.T @ z_rows[self.bounds[j] : self.bounds[j + 1]] for j, C in enumerate(self.cones)])
+
+    def row_blocks(self, weights: np.ndarray) -> np.ndarray:
+        """C_j^T diag(weights_j) C_j for each group (k x d x d); E_g^2 = 1, so with all rows: sum_r w_jr x_r x_r^T."""
+        d, k = self.d, self.k
+        if not self.all_rows:
+            return np.array(
+                [C.T @ (C * weights[self.bounds[j] : self.bounds[j + 1], None]) for j, C in enumerate(self.cones)]
+            )
+        weights = weights.reshape(k, -1)
+        blocks = np.zeros((k, d * d))
+        rows_per_chunk = max(1, 2**20 // (d * d))
+        for start in range(0, self.X.shape[0], rows_per_chunk):
+            X = self.X[start : start + rows_per_chunk]
+            blocks += weights[:, start : start + rows_per_chunk] @ (X[:, :, None] * X[:, None, :]).reshape(len(X), -1)
+        return blocks.reshape(k, d, d)
 
     def objective(self, x, t) -> float:
         return float(0.5 * x @ (self.gram @ x) - self.linear @ x + self.constant + self.beta * t.sum())
@@ -529,19 +560,52 @@ class _ReducedProblem:
     def G_transpose(self, z: _Cones) -> tuple[np.ndarray, np.ndarray]:
         return -(self.pull(z.rows) + z.socs[:, 1:]).ravel(), -z.socs[:, 0]
 
-    def newton_matrix(self, scaling: _Scaling) -> np.ndarray:
-        """P + G^T W^{-2} G on (x, t)."""
-        d, k, m = self.d, self.k, self.k * self.d
-        matrix = np.zeros((m + k, m + k))
-        matrix[:m, :m] = self.gram
+    def newton_matrix(self, scaling: _Scaling) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P + G^T W^{-2} G with t eliminated: the kd x kd matrix A - sum_j b_j b_j^T / c_j, b (k x d), c (k).
+
+        G^T W^{-2} G is block diagonal: the rows' C_j^T W_j^{-2} C_j and each cone's W_j^{-2}, whose first row
+        and column (c_j, b_j^T) couple t_j to x_j only; the Schur complement on t makes the matrix to factorise
+        kd wide instead of k (d + 1) (13% fewer flops at d = 21).
+        """
+        d = self.d
+        matrix = self.gram.copy()
         soc = np.einsum("kij,kjl->kil", scaling.W_inv, scaling.W_inv)
-        for j, C in enumerate(self.cones):
-            block, tj = slice(j * d, (j + 1) * d), m + j
-            rows = C / scaling.row_w[self.bounds[j] : self.bounds[j + 1], None]
-            matrix[block, block] += rows.T @ rows + soc[j, 1:, 1:]
-            matrix[block, tj] = matrix[tj, block] = soc[j, 1:, 0]
-            matrix[tj, tj] = soc[j, 0, 0]
-        return matrix
+        coupling, t_diagonal = soc[:, 1:, 0], soc[:, 0, 0]
+        blocks = self.row_blocks(scaling.row_w**-2) + soc[:, 1:, 1:]
+        blocks -= coupling[:, :, None] * (coupling / t_diagonal[:, None])[:, None, :]
+        for j in range(self.k):
+            matrix[j * d : (j + 1) * d, j * d : (j + 1) * d] += blocks[j]
+        return matrix, coupling, t_diagonal
+
+
+def _support_gram(problem: ConvexReLUProblem, groups: np.ndarray, previous: _ReducedProblem | None) -> np.ndarray:
+    """J^T J over ``groups``, copying the blocks of groups that ``previous`` already had (only new ones computed)."""
+    D2, _, sigma = _stacked(problem)
+    d = problem.d
+    known = {} if previous is None else {g: j for j, g in enumerate(previous.groups)}
+    old = [j for j, g in enumerate(groups) if g in known]
+    new = [j for j, g in enumerate(groups) if g not in known]
+    if not old:
+        return masked_gram(np, problem.X, D2[:, groups], sigma[groups])
+    gram = np.empty((groups.size * d, groups.size * d))
+    index = (np.arange(groups.size)[:, None] * d + np.arange(d)).reshape(groups.size, d)
+    source = np.concatenate([index[known[groups[j]]] for j in old])
+    target = np.concatenate([index[j] for j in old])
+    gram[np.ix_(target, target)] = previous.gram[np.ix_(source, source)]
+    if new:
+        columns = np.concatenate([index[j] for j in new])
+        weights = D2[:, groups] * sigma[groups]  # J = [w_1 o X .. w_k o X]
+        new_weights = weights[:, new]
+        cross = np.zeros((len(new) * d, groups.size * d))
+        rows_per_chunk = max(1, 2**22 // (d * groups.size))
+        for start in range(0, problem.n, rows_per_chunk):
+            X = problem.X[start : start + rows_per_chunk]
+            J = (weights[start : start + rows_per_chunk, :, None] * X[:, None, :]).reshape(len(X), -1)
+            J_new = (new_weights[start : start + rows_per_chunk, :, None] * X[:, None, :]).reshape(len(X), -1)
+            cross += J_new.T @ J
+        gram[columns, :] = cross
+        gram[:, columns] = cross.T
+    return gram
 
 
 class _Newton:
@@ -549,7 +613,15 @@ class _Newton:
 
     def __init__(self, reduced: _ReducedProblem, scaling: _Scaling, lam: _Cones, r_x, r_z: _Cones) -> None:
         self.reduced, self.scaling, self.lam, self.r_x, self.r_z = reduced, scaling, lam, r_x, r_z
-        self.factor = _SPDFactor(reduced.newton_matrix(scaling))
+        matrix, self.coupling, self.t_diagonal = reduced.newton_matrix(scaling)
+        self.factor = _SPDFactor(matrix)
+
+    def solve(self, rhs_x: np.ndarray, rhs_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[[A, B], [B^T, diag(c)]] (dx, dt) = (rhs_x, rhs_t): dx from the Schur complement, then dt per cone."""
+        k, d = self.coupling.shape
+        dx = self.factor.solve(rhs_x - (self.coupling * (rhs_t / self.t_diagonal)[:, None]).ravel())
+        dt = (rhs_t - np.sum(self.coupling * dx.reshape(k, d), axis=1)) / self.t_diagonal
+        return dx, dt
 
     def direction(self, r_c: _Cones):
         """(dx, dt, ds, dz) with P dx + G^T dz = -r_x, G dx + ds = -r_z, lam o (W^{-1} ds + W dz) = r_c."""
@@ -557,9 +629,8 @@ class _Newton:
         u = self.lam.divide(r_c)
         b_z = self.r_z.scaled(-1.0) - W.apply(u)
         gx, gt = reduced.G_transpose(W.apply_inverse(W.apply_inverse(b_z)))
-        step = self.factor.solve(-self.r_x + np.concatenate([gx, gt]))
         m = reduced.k * reduced.d
-        dx, dt = step[:m], step[m:]
+        dx, dt = self.solve(-self.r_x[:m] + gx, -self.r_x[m:] + gt)
         G_step = reduced.G(dx, dt)
         dz = W.apply_inverse(W.apply_inverse(G_step - b_z))
         return dx, dt, self.r_z.scaled(-1.0) - G_step, dz
@@ -680,12 +751,12 @@ def polish(problem: ConvexReLUProblem, V2, multipliers, *, tol: float = 1e-6, ma
     start = {g: V2[:, g] for g in groups}
     rows = _near_rows(problem, V2, multipliers, groups)
     multipliers = multipliers.copy()
-    steps = 0
+    steps, reduced = 0, None
     for round_ in range(1, max_rounds + 1):
         groups = np.array(sorted(start), dtype=int)
         V_new = np.zeros_like(V2)
         if groups.size:
-            reduced = _ReducedProblem(problem, groups, [rows[g] for g in groups])
+            reduced = _ReducedProblem(problem, groups, [rows[g] for g in groups], reduced)
             x = []
             for j, g in enumerate(groups):
                 scale = max(np.linalg.norm(start[g]), 1e-3 * size)
