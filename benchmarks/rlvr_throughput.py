@@ -25,10 +25,10 @@ Hugging Face ``generate``, on the same model, in one run (ratio = ours / referen
    (generation, reward, scoring, loss, backward, clipping, optimizer, scheduler), which leaves out its data loading
    and logging: a bound in TRL's favour. Wall time (``time.perf_counter``) and CPU time (``time.process_time``,
    the better measure on a shared machine), medians over the timed steps, pooled over ``--rounds`` rounds that
-   alternate ours and TRL (each round a fresh trainer from the same weights, its first ``--warmup`` steps
-   untimed). Generated tokens = non-PAD completion tokens, EOS included (the verifier's input), counted per step
-   (the table shows their mean; both sides sample the same distribution, so they differ by chance only);
-   tokens/s is the median of the per-step rates.
+   alternate ours and TRL (round r: a fresh trainer on each side from the same weights, trainer seed r, so both see
+   the same prompts; its first ``--warmup`` steps untimed). Generated tokens = non-PAD completion tokens, EOS
+   included (the verifier's input), counted per step (the table shows their mean; both sides sample the same
+   distribution, so they differ by chance only); tokens/s is the median of the per-step rates.
 4. Sampling alone: ``lab.rlvr.model.sample`` against ``GPT2LMHeadModel.generate`` (``num_return_sequences=G``,
    the default dynamic KV cache, the same sampling settings), same weights, same 8 prompts x G, same T, calls
    alternating, medians after a warm-up. Ours prefills each prompt once for its G rows and drops finished rows;
@@ -94,7 +94,6 @@ GROUP_SIZE = 8
 LEARNING_RATE = 3e-5
 """Our TrainerConfig's default (notes/rlvr.md, Appendix), given to both trainers."""
 MODEL_SEED = 0
-TRAINER_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -135,9 +134,9 @@ def model_config(task: Task, max_new_tokens: int, shape: Shape) -> GPTConfig:
     )
 
 
-def step_prompts(task: Task, step: int) -> list[str]:
-    """The prompts our trainer draws at ``step`` (seed TRAINER_SEED)."""
-    prompt_rng, _ = _step_seeds(TRAINER_SEED, step)
+def step_prompts(task: Task, seed: int, step: int) -> list[str]:
+    """The prompts our trainer with ``seed`` draws at ``step``."""
+    prompt_rng, _ = _step_seeds(seed, step)
     return task.sample_prompts(PROMPTS_PER_STEP, prompt_rng, "train")
 
 
@@ -216,7 +215,9 @@ def max_logit_difference(model: GPT, twin, *, seed: int = 0) -> float:
 
 
 # --------------------------------------------------------------------------------------------- GRPO steps
-def our_grpo_steps(task: Task, config: GPTConfig, max_new_tokens: int, warmup: int, steps: int) -> list[Timing]:
+def our_grpo_steps(
+    task: Task, config: GPTConfig, max_new_tokens: int, warmup: int, steps: int, seed: int
+) -> list[Timing]:
     """Timed ``RLVRTrainer.step()`` calls of a fresh trainer (its first ``warmup`` untimed)."""
     model, base_model = GPT(config, seed=MODEL_SEED), GPT(config, seed=MODEL_SEED)
     trainer = RLVRTrainer(
@@ -232,7 +233,7 @@ def our_grpo_steps(task: Task, config: GPTConfig, max_new_tokens: int, warmup: i
             grad_clip=1.0,
             track_kl=False,
             steps=warmup + steps,
-            seed=TRAINER_SEED,
+            seed=seed,
         ),
     )
     timings = []
@@ -243,7 +244,7 @@ def our_grpo_steps(task: Task, config: GPTConfig, max_new_tokens: int, warmup: i
 
 
 def trl_grpo_steps(
-    task: Task, config: GPTConfig, max_new_tokens: int, warmup: int, steps: int, threads: int
+    task: Task, config: GPTConfig, max_new_tokens: int, warmup: int, steps: int, seed: int, threads: int
 ) -> list[Timing]:
     """Timed steps of a fresh TRL GRPOTrainer on the HF twin of our initial model (module docstring, items 2-3)."""
     from datasets import Dataset
@@ -270,7 +271,7 @@ def trl_grpo_steps(
             wall, cpu = self.starts[-1]
             self.seconds.append((time.perf_counter() - wall, time.process_time() - cpu))
 
-    prompts = [prompt for step in range(warmup + steps) for prompt in step_prompts(task, step)]
+    prompts = [prompt for step in range(warmup + steps) for prompt in step_prompts(task, seed, step)]
     clock = StepClock()
     with tempfile.TemporaryDirectory() as output_dir:
         arguments = GRPOConfig(
@@ -301,7 +302,7 @@ def trl_grpo_steps(
             report_to="none",
             save_strategy="no",
             disable_tqdm=True,
-            seed=TRAINER_SEED,
+            seed=seed,
         )
         trainer = GRPOTrainer(
             model=hf_twin(GPT(config, seed=MODEL_SEED)),
@@ -329,7 +330,7 @@ def sampling_timings(
 
     model = GPT(config, seed=MODEL_SEED)
     twin = hf_twin(model)
-    prompts = torch.as_tensor(VOCAB.encode_batch(step_prompts(task, 0)))
+    prompts = torch.as_tensor(VOCAB.encode_batch(step_prompts(task, 0, 0)))
     generation = GenerationConfig(
         do_sample=True,
         max_new_tokens=max_new_tokens,
@@ -475,9 +476,9 @@ def main() -> None:
     for length in lengths:
         config = model_config(task, length, shape)
         ours, theirs = [], []
-        for _ in range(rounds):
-            ours += our_grpo_steps(task, config, length, warmup, steps)
-            theirs += trl_grpo_steps(task, config, length, warmup, steps, args.threads)
+        for seed in range(rounds):
+            ours += our_grpo_steps(task, config, length, warmup, steps, seed)
+            theirs += trl_grpo_steps(task, config, length, warmup, steps, seed, args.threads)
         grpo.append((length, Summary.of(ours), Summary.of(theirs)))
         ours_sampling, hf_sampling = sampling_timings(task, config, length, warmup, sampling_repeats)
         sampling.append((length, Summary.of(ours_sampling), Summary.of(hf_sampling)))
