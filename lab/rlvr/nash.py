@@ -75,12 +75,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lab.rlvr.checkpoints import check_same_run, cpu_state, write_atomically
 from lab.rlvr.eval import kl_to_base
 from lab.rlvr.model import GPT, Samples, log_policy, prefill, sample, score
 from lab.rlvr.objectives import PolicyBatch, k3_kl, rloo
 from lab.rlvr.preference import KINDS, answer_counts, answer_index, preference_game, preference_matrix
 from lab.rlvr.tasks import VOCAB, CountdownLite
-from lab.rlvr.trainer import RESUME_INVARIANT_FIELDS
+from lab.rlvr.trainer import RESUME_INVARIANT_FIELDS, check_policy_and_base, completion_budget
 from lab.torch_utils import positive_int, torch_threads
 from theory.games import kl, solve_equilibrium
 from theory.solver import Callback, IterationState, SolverResult, iterate
@@ -240,19 +241,10 @@ class NashLearner:
         config = NashConfig() if config is None else config
         if not isinstance(config, NashConfig):
             raise TypeError(f"config: expected a NashConfig, got {type(config).__name__}")
-        for name, value in (("model", model), ("base_model", base_model)):
-            if not isinstance(value, GPT):
-                raise TypeError(f"{name}: expected a lab.rlvr.model.GPT, got {type(value).__name__}")
-        if base_model is model or base_model.config != model.config or base_model.device != model.device:
-            raise ValueError("base_model: expected a separate GPT with the policy's config, on the policy's device")
+        check_policy_and_base(model, base_model)
         if not isinstance(task, CountdownLite):
             raise TypeError(f"task: the preference oracle is over Countdown-lite answers, got {type(task).__name__}")
-        self.max_new_tokens = config.max_new_tokens or task.max_completion_length
-        if task.prompt_length + self.max_new_tokens - 1 > model.config.block_size:
-            raise ValueError(
-                f"config: prompt length {task.prompt_length} + max_new_tokens {self.max_new_tokens} - 1 exceeds the "
-                f"model's block_size {model.config.block_size}"
-            )
+        self.max_new_tokens = completion_budget(task, model, config.max_new_tokens)
         self.model, self.base_model, self.task, self.config = model.eval(), _frozen_copy(base_model), task, config
         self._optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=0.0)
         self.step_count = 0
@@ -356,7 +348,6 @@ class NashLearner:
         path = self.checkpoint_path if path is None else Path(path)
         if path is None:
             raise ValueError("path: this learner has no checkpoint_path; pass one")
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": CHECKPOINT_FORMAT,
             "task": self.task.name,
@@ -367,29 +358,19 @@ class NashLearner:
             "queries": self.queries,
             "finished": finished,
             "history": self.history,
-            "model": {name: value.detach().cpu() for name, value in self.model.state_dict().items()},
+            "model": cpu_state(self.model),
             "optimizer": self._optimizer.state_dict(),
         }
-        temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-        return path
+        return write_atomically(payload, path)
 
     def _resume(self, checkpoint: dict) -> None:
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint_path: {self.checkpoint_path} is not a {CHECKPOINT_FORMAT} checkpoint")
         expected = {
             "task": self.task.name,
             "vocab": list(VOCAB.tokens),
             "model_config": asdict(self.model.config),
             "config": self._record(),
         }
-        found = {key: checkpoint.get(key) for key in expected}
-        if found != expected:
-            raise ValueError(
-                f"checkpoint_path: {self.checkpoint_path} holds another run ({found}); expected {expected}. "
-                "Use another path to start a new run."
-            )
+        check_same_run(checkpoint, self.checkpoint_path, checkpoint_format=CHECKPOINT_FORMAT, expected=expected)
         self.model.load_state_dict(checkpoint["model"])
         self._optimizer.load_state_dict(checkpoint["optimizer"])
         self.step_count, self.queries = checkpoint["step"], checkpoint["queries"]

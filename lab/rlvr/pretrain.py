@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab.convex_relu_torch import torch_threads
+from lab.rlvr.checkpoints import check_same_run, cpu_state, write_atomically
 from lab.rlvr.model import GPT, GPTConfig, log_policy, sample
 from lab.rlvr.tasks import VOCAB, Task, _check_int, make_task, pretraining_corpus
+from lab.torch_utils import torch_threads
 from theory.solver import Callback, IterationState, SolverResult, iterate
 
 CHECKPOINT_FORMAT = "lab.rlvr.pretrain/1"
@@ -154,15 +155,14 @@ class Pretrainer:
         return False  # a budgeted run: no stopping test
 
     def _resume(self, checkpoint: dict) -> None:
-        expected = {"task": self.task.name, "config": asdict(self.config), "seed": self.seed, "settings": self.settings}
-        found = {key: checkpoint.get(key) for key in expected}
-        if checkpoint.get("format") != CHECKPOINT_FORMAT or list(checkpoint.get("vocab", ())) != list(VOCAB.tokens):
-            raise ValueError(f"checkpoint_path: {self.checkpoint_path} is not a {CHECKPOINT_FORMAT} checkpoint")
-        if found != expected:
-            raise ValueError(
-                f"checkpoint_path: {self.checkpoint_path} holds another run ({found}); expected {expected}. "
-                "Use another path to start a new run."
-            )
+        expected = {
+            "task": self.task.name,
+            "vocab": list(VOCAB.tokens),
+            "config": asdict(self.config),
+            "seed": self.seed,
+            "settings": self.settings,
+        }
+        check_same_run(checkpoint, self.checkpoint_path, checkpoint_format=CHECKPOINT_FORMAT, expected=expected)
         self.model.load_state_dict(checkpoint["model"])
         self._optimizer.load_state_dict(checkpoint["optimizer"])
         self.step_count = checkpoint["step"]
@@ -220,13 +220,10 @@ class Pretrainer:
             "train_seconds": self.train_seconds,
             "finished": finished,
             "history": self.history,
-            "model": {name: value.detach().cpu() for name, value in self.model.state_dict().items()},
+            "model": cpu_state(self.model),
             "optimizer": self._optimizer.state_dict(),
         }
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.checkpoint_path.with_name(f"{self.checkpoint_path.name}.tmp{os.getpid()}")
-        torch.save(payload, temporary)
-        os.replace(temporary, self.checkpoint_path)
+        write_atomically(payload, self.checkpoint_path)
 
 
 @dataclass(frozen=True, kw_only=True)

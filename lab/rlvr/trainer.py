@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lab.rlvr.checkpoints import check_same_run, cpu_state, write_atomically
 from lab.rlvr.eval import EvaluationReport, evaluate, minority_breakdown
 from lab.rlvr.model import GPT, GPTConfig, log_policy, sample, score
 from lab.rlvr.objectives import OBJECTIVES, PolicyBatch, k3_kl, needs
@@ -183,6 +184,26 @@ def score_with_states(
     return logp, mean_logp, states
 
 
+def check_policy_and_base(model: GPT, base_model: GPT) -> None:
+    """Both GPTs, and the base a separate model of the same shape on the same device (it stays the reference)."""
+    for name, value in (("model", model), ("base_model", base_model)):
+        if not isinstance(value, GPT):
+            raise TypeError(f"{name}: expected a lab.rlvr.model.GPT, got {type(value).__name__}")
+    if base_model is model or base_model.config != model.config or base_model.device != model.device:
+        raise ValueError("base_model: expected a separate GPT with the policy's config, on the policy's device")
+
+
+def completion_budget(task: Task, model: GPT, max_new_tokens: int | None) -> int:
+    """``max_new_tokens`` (None: the task's ``max_completion_length``), checked to fit the model's block."""
+    budget = max_new_tokens or task.max_completion_length
+    if task.prompt_length + budget - 1 > model.config.block_size:
+        raise ValueError(
+            f"config: prompt length {task.prompt_length} + max_new_tokens {budget} - 1 exceeds the "
+            f"model's block_size {model.config.block_size}"
+        )
+    return budget
+
+
 def _step_seeds(seed: int, step: int) -> tuple[np.random.Generator, int]:
     """The prompt generator and the torch sampling seed of step ``step``: functions of (seed, step) only."""
     sampling_seed = int(np.random.SeedSequence([seed, step, 1]).generate_state(1, dtype=np.uint64)[0] >> 1)
@@ -219,19 +240,10 @@ class RLVRTrainer:
         config = TrainerConfig() if config is None else config
         if not isinstance(config, TrainerConfig):
             raise TypeError(f"config: expected a TrainerConfig, got {type(config).__name__}")
-        for name, value in (("model", model), ("base_model", base_model)):
-            if not isinstance(value, GPT):
-                raise TypeError(f"{name}: expected a lab.rlvr.model.GPT, got {type(value).__name__}")
-        if base_model is model or base_model.config != model.config or base_model.device != model.device:
-            raise ValueError("base_model: expected a separate GPT with the policy's config, on the policy's device")
+        check_policy_and_base(model, base_model)
         if not all(hasattr(task, name) for name in ("verify", "sample_prompts", "prompt_length", "name")):
             raise TypeError(f"task: expected a lab.rlvr.tasks Task, got {type(task).__name__}")
-        self.max_new_tokens = config.max_new_tokens or task.max_completion_length
-        if task.prompt_length + self.max_new_tokens - 1 > model.config.block_size:
-            raise ValueError(
-                f"config: prompt length {task.prompt_length} + max_new_tokens {self.max_new_tokens} - 1 exceeds the "
-                f"model's block_size {model.config.block_size}"
-            )
+        self.max_new_tokens = completion_budget(task, model, config.max_new_tokens)
         if not any(parameter.requires_grad for parameter in model.parameters()):
             raise ValueError("model: expected trainable parameters (requires_grad), got none")
         self.model, self.base_model, self.task, self.config = model.eval(), base_model.eval(), task, config
@@ -351,9 +363,6 @@ class RLVRTrainer:
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def _payload(self, finished: bool) -> dict:
-        def cpu(state):
-            return {name: value.detach().cpu() for name, value in state.items()}
-
         return {
             "format": CHECKPOINT_FORMAT,
             "task": self.task.name,
@@ -364,8 +373,8 @@ class RLVRTrainer:
             "rng": {"seed": self.config.seed, "next_step": self.step_count},
             "finished": finished,
             "history": self.history,
-            "model": cpu(self.model.state_dict()),
-            "value_head": None if self.value_head is None else cpu(self.value_head.state_dict()),
+            "model": cpu_state(self.model),
+            "value_head": None if self.value_head is None else cpu_state(self.value_head),
             "optimizer": self._optimizer.state_dict(),
         }
 
@@ -375,28 +384,19 @@ class RLVRTrainer:
         path = self.checkpoint_path if path is None else Path(path)
         if path is None:
             raise ValueError("path: this trainer has no checkpoint_path; pass one")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        torch.save(self._payload(finished), temporary)
-        os.replace(temporary, path)
-        return path
+        return write_atomically(self._payload(finished), path)
 
     def _resume(self, checkpoint: dict) -> None:
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint_path: {self.checkpoint_path} is not a {CHECKPOINT_FORMAT} checkpoint")
         expected = {
             "task": self.task.name,
             "vocab": list(VOCAB.tokens),
             "model_config": asdict(self.model.config),
             "config": _trajectory_fields(_config_record(self.config)),
         }
-        found = {key: checkpoint.get(key) for key in expected}
-        found["config"] = _trajectory_fields(found["config"] or {})
-        if found != expected:
-            raise ValueError(
-                f"checkpoint_path: {self.checkpoint_path} holds another run ({found}); expected {expected}. "
-                "Use another path to start a new run."
-            )
+        check_same_run(
+            checkpoint, self.checkpoint_path, checkpoint_format=CHECKPOINT_FORMAT, expected=expected,
+            normalise_config=_trajectory_fields,
+        )  # fmt: skip
         self.model.load_state_dict(checkpoint["model"])
         if self.value_head is not None:
             self.value_head.load_state_dict(checkpoint["value_head"])
