@@ -81,10 +81,10 @@ from lab.rlvr.model import GPT, Samples, log_policy, prefill, sample, score
 from lab.rlvr.objectives import PolicyBatch, k3_kl, rloo
 from lab.rlvr.preference import KINDS, answer_counts, answer_index, preference_game, preference_matrix
 from lab.rlvr.tasks import VOCAB, CountdownLite
-from lab.rlvr.trainer import RESUME_INVARIANT_FIELDS, check_policy_and_base, completion_budget
-from lab.torch_utils import positive_int, torch_threads
+from lab.rlvr.trainer import RESUME_INVARIANT_FIELDS, check_policy_and_base, completion_budget, run_to_budget
+from lab.torch_utils import positive_int
 from theory.games import kl, solve_equilibrium
-from theory.solver import Callback, IterationState, SolverResult, iterate
+from theory.solver import Callback, SolverResult
 
 CHECKPOINT_FORMAT = "lab.rlvr.nash/1"
 METHODS = ("nash_mp", "nash_md")
@@ -397,39 +397,8 @@ def train_nash(
     (when the learner has a path) is saved on every way out of the loop but an exception."""
     if not isinstance(learner, NashLearner):
         raise TypeError(f"learner: expected a NashLearner, got {type(learner).__name__}")
-    start_step = learner.step_count
-    remaining = learner.config.steps - start_step
-    stopped = False
-
-    def watch(state: IterationState) -> bool:
-        nonlocal stopped
-        stopped = bool(callback(state))
-        return stopped
-
-    with torch_threads(learner.config.num_threads):
-        if remaining > 0:
-            iterate(
-                learner,
-                max_iter=remaining,
-                callback=None if callback is None else watch,
-                callback_every=callback_every,
-                progress=progress,
-            )
-    if learner.checkpoint_path is not None:
-        learner.save(finished=learner.step_count >= learner.config.steps)
-    message = f"stopped by callback at step {learner.step_count}" if stopped else f"{learner.step_count} steps done"
-    if start_step:
-        message += f"; resumed from step {start_step}"
-    return NashLearningResult(
-        converged=False,
-        n_iter=learner.step_count - start_step,
-        message=message,
-        history={name: np.asarray(values, dtype=float) for name, values in learner.history.items()},
-        model=learner.model,
-        step=learner.step_count,
-        queries=learner.queries,
-        checkpoint_path=None if learner.checkpoint_path is None else str(learner.checkpoint_path),
-    )
+    fields = run_to_budget(learner, callback=callback, callback_every=callback_every, progress=progress)
+    return NashLearningResult(**fields, queries=learner.queries)
 
 
 # ---------------------------------------------------------------------------------------------------------------

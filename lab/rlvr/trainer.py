@@ -454,39 +454,45 @@ def train_rlvr(
     the trainer has a path) is saved on every way out of the loop but an exception."""
     if not isinstance(trainer, RLVRTrainer):
         raise TypeError(f"trainer: expected an RLVRTrainer, got {type(trainer).__name__}")
-    start_step = trainer.step_count
-    remaining = trainer.config.steps - start_step
+    return RLVRResult(**run_to_budget(trainer, callback=callback, callback_every=callback_every, progress=progress))
+
+
+def run_to_budget(stepper, *, callback: Callback | None, callback_every: int, progress: bool) -> dict:
+    """The loop of :func:`train_rlvr` for any stepped LM trainer with ``step_count``, ``config.steps``,
+    ``config.num_threads``, ``checkpoint_path``, ``save(finished=)``, ``history`` and ``model``: step to
+    ``config.steps`` in total, save on every way out but an exception, and return the result's common fields."""
+    start_step = stepper.step_count
+    remaining = stepper.config.steps - start_step
     stopped = False
 
     def watch(state: IterationState) -> bool:
         nonlocal stopped
-        stopped = callback is not None and bool(callback(state))
+        stopped = bool(callback(state))
         return stopped
 
-    with torch_threads(trainer.config.num_threads):
+    with torch_threads(stepper.config.num_threads):
         if remaining > 0:
             iterate(
-                trainer,
+                stepper,
                 max_iter=remaining,
                 callback=None if callback is None else watch,
                 callback_every=callback_every,
                 progress=progress,
             )
-    if trainer.checkpoint_path is not None:
-        trainer.save(finished=trainer.step_count >= trainer.config.steps)
-    message = f"stopped by callback at step {trainer.step_count}" if stopped else f"{trainer.step_count} steps done"
+    if stepper.checkpoint_path is not None:
+        stepper.save(finished=stepper.step_count >= stepper.config.steps)
+    message = f"stopped by callback at step {stepper.step_count}" if stopped else f"{stepper.step_count} steps done"
     if start_step:
         message += f"; resumed from step {start_step}"
-    history = {name: np.asarray(values, dtype=float) for name, values in trainer.history.items()}
-    return RLVRResult(
-        converged=False,
-        n_iter=trainer.step_count - start_step,
-        message=message,
-        history=history,
-        model=trainer.model,
-        step=trainer.step_count,
-        checkpoint_path=None if trainer.checkpoint_path is None else str(trainer.checkpoint_path),
-    )
+    return {
+        "converged": False,
+        "n_iter": stepper.step_count - start_step,
+        "message": message,
+        "history": {name: np.asarray(values, dtype=float) for name, values in stepper.history.items()},
+        "model": stepper.model,
+        "step": stepper.step_count,
+        "checkpoint_path": None if stepper.checkpoint_path is None else str(stepper.checkpoint_path),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
