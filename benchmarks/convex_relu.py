@@ -14,12 +14,15 @@ as large as the iteration's working set, both measured here at the same thread c
 the n x 2P arrays (X u, a, E o |a|) written and read, the signs, and the inverse streamed per iteration.
 
 Threads: each thread count runs in a fresh process with OMP/OPENBLAS/MKL/NUMBA/RAYON_NUM_THREADS set before
-numpy is imported (two OpenBLAS threads can make the thin products 100x slower here, notes section 4.6).
+numpy is imported (two OpenBLAS threads can make the thin products 100x slower here, notes section 4.6). ADMM is
+timed twice there: with blas_threads=None (the thread count under test applies, "ADMM s") and as users call it
+(solve_admm caps BLAS at one thread inside the run, "default s"; the same run when the count is 1).
 A last row solves a size cvxpy cannot (n = 50,000): cvxpy is tried in a subprocess under a time and memory
 limit, and ADMM's accuracy is its own certificate (duality gap, violation, network objective).
 The SCP table reports the sampled convex program (theory.convex_relu.scp) next to the exact optimum.
 
-Run: .venv/bin/python benchmarks/convex_relu.py [--quick] [--threads 1 2] [--repeats 5] [--large-n 50000]
+Run: .venv/bin/python benchmarks/convex_relu.py [--quick] [--threads 1 2] [--repeats 5] [--patterns 50 100 200]
+     [--large-n 50000]
 """
 
 from __future__ import annotations
@@ -141,6 +144,8 @@ class Row:
     P: int
     clarabel_s: float
     admm_s: float
+    default_s: float
+    default_same: bool
     iterations: int
     ms_per_iter: float
     bound_ms: float
@@ -169,7 +174,17 @@ def ms_per_iteration(problem: ConvexReLUProblem, steps: int) -> float:
     return 1e3 * seconds / steps
 
 
-def compare(spec: dict, repeats: int, flops_per_s: float) -> Row:
+def same_accuracy(result, p_star: float) -> bool:
+    """The three conditions of the module docstring, for an ADMM result against the reference optimum."""
+    cert = result.certificate
+    return (
+        abs(result.objective - p_star) <= GAP * abs(p_star)
+        and cert.relative_violation <= VIOLATION
+        and abs(cert.network_objective - p_star) <= GAP * abs(p_star)
+    )
+
+
+def compare(spec: dict, repeats: int, flops_per_s: float, threads: str) -> Row:
     from theory.convex_relu.reference import solve_cvxpy
 
     problem = problem_from(spec)
@@ -178,6 +193,8 @@ def compare(spec: dict, repeats: int, flops_per_s: float) -> Row:
     # blas_threads=None: the thread count under test (set through the environment) applies to ADMM too.
     solve_admm(problem, blas_threads=None)  # warm-up: numba compilation, caches
     admm_s, result = median_seconds(lambda: solve_admm(problem, blas_threads=None), repeats)
+    # and solve_admm as users call it (one BLAS thread inside the run), in the same environment
+    default_s, default = (admm_s, result) if threads == "1" else median_seconds(lambda: solve_admm(problem), repeats)
     cert = result.certificate
     n, d, p = problem.n, problem.d, problem.n_patterns
     flops, n_bytes = iteration_cost(n, d, p, result.linear_solver)
@@ -189,6 +206,8 @@ def compare(spec: dict, repeats: int, flops_per_s: float) -> Row:
         P=p,
         clarabel_s=reference.seconds,
         admm_s=admm_s,
+        default_s=default_s,
+        default_same=same_accuracy(default, p_star),
         iterations=result.n_iter,
         ms_per_iter=ms_per_iteration(problem, 200 if n * p < 10**6 else 20),
         bound_ms=max(flop_ms, memory_ms),
@@ -277,11 +296,11 @@ def scp_rows(spec: dict, p_star: float) -> list[dict]:
 # --------------------------------------------------------------------------------------------- driver
 
 
-def configurations(quick: bool) -> list[dict]:
+def configurations(quick: bool, patterns: list[int]) -> list[dict]:
     if quick:
         return [{"dataset": "planted", "n": 200, "d": 5, "P": 20}, {"dataset": "breast_cancer", "P": 8}]
-    specs = [{"dataset": "breast_cancer", "P": p} for p in (50, 100, 200)]
-    return specs + [{"dataset": "planted", "n": 2000, "d": 20, "P": p} for p in (50, 100, 200)]
+    specs = [{"dataset": "breast_cancer", "P": p} for p in patterns]
+    return specs + [{"dataset": "planted", "n": 2000, "d": 20, "P": p} for p in patterns]
 
 
 def worker(args) -> None:
@@ -292,8 +311,8 @@ def worker(args) -> None:
     cp.Problem(cp.Minimize(cp.sum_squares(x - 1)), [x >= 0]).solve(solver=cp.CLARABEL)  # warm-up
     flops_per_s = peak_flops()
     print(json.dumps({"kind": "machine", "threads": args.threads, "gflops": flops_per_s / 1e9}), flush=True)
-    for spec in configurations(args.quick):
-        row = compare(spec, args.repeats, flops_per_s)
+    for spec in configurations(args.quick, args.patterns):
+        row = compare(spec, args.repeats, flops_per_s, args.threads)
         print(json.dumps({"kind": "row", **asdict(row)}), flush=True)
         if args.scp:
             for scp in scp_rows(spec, row.p_star):
@@ -309,18 +328,24 @@ def print_tables(threads: str, records: list[dict]) -> None:
         f"\n== {threads} thread(s) (OMP/OPENBLAS/MKL/NUMBA/RAYON_NUM_THREADS={threads}); "
         f"DGEMM peak {machine['gflops']:.1f} GFLOP/s"
     )
+    print(
+        "ADMM s: blas_threads=None, so the thread count above applies; default s: solve_admm as users call it "
+        "(blas_threads=1 inside the run)"
+    )
     header = (
-        f"{'dataset':<14}{'n':>7}{'d':>4}{'P':>5}{'Clarabel s':>11}{'ADMM s':>9}{'speed-up':>9}{'iters':>7}"
-        f"{'ms/iter':>9}{'bound ms':>9}{'ratio':>7}  {'rel gap':>8}{'rel viol':>9}{'net gap':>9}  same acc."
+        f"{'dataset':<14}{'n':>7}{'d':>4}{'P':>5}{'Clarabel s':>11}{'ADMM s':>9}{'speed-up':>9}"
+        f"{'default s':>10}{'speed-up':>9}{'iters':>7}{'ms/iter':>9}{'bound ms':>9}{'ratio':>7}  {'rel gap':>8}"
+        f"{'rel viol':>9}{'net gap':>9}  same acc."
     )
     print(header)
     for r in (r for r in records if r["kind"] == "row"):
         same = r["rel_gap"] <= GAP and r["rel_violation"] <= VIOLATION and r["net_gap"] <= GAP
         print(
             f"{r['dataset']:<14}{r['n']:>7}{r['d']:>4}{r['P']:>5}{r['clarabel_s']:>11.2f}{r['admm_s']:>9.3f}"
-            f"{r['clarabel_s'] / r['admm_s']:>8.0f}x{r['iterations']:>7}{r['ms_per_iter']:>9.3f}"
-            f"{r['bound_ms']:>9.3f}{r['ms_per_iter'] / r['bound_ms']:>7.2f}  {r['rel_gap']:>8.1e}"
-            f"{r['rel_violation']:>9.1e}{r['net_gap']:>9.1e}  {'yes' if same else 'NO'} ({r['linear_solver']})"
+            f"{r['clarabel_s'] / r['admm_s']:>8.0f}x{r['default_s']:>10.3f}{r['clarabel_s'] / r['default_s']:>8.0f}x"
+            f"{r['iterations']:>7}{r['ms_per_iter']:>9.3f}{r['bound_ms']:>9.3f}{r['ms_per_iter'] / r['bound_ms']:>7.2f}"
+            f"  {r['rel_gap']:>8.1e}{r['rel_violation']:>9.1e}{r['net_gap']:>9.1e}  {'yes' if same else 'NO'}"
+            f"{'' if r['default_same'] else ' (default: NO)'} ({r['linear_solver']})"
         )
     for r in (r for r in records if r["kind"] == "large"):
         print(
@@ -348,6 +373,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny configuration that runs in seconds")
     parser.add_argument("--threads", nargs="+", default=None, help="BLAS thread counts (default: 1 2; quick: 1)")
     parser.add_argument("--repeats", type=int, default=None, help="timed ADMM runs per row (default 5; quick 1)")
+    parser.add_argument("--patterns", type=int, nargs="+", default=[50, 100, 200], help="gates P of the rows")
     parser.add_argument("--large-n", type=int, default=50_000, help="rows of the size cvxpy cannot do (0: skip)")
     parser.add_argument("--cvxpy-timeout", type=float, default=600.0, help="seconds cvxpy gets on it (0: skip)")
     parser.add_argument("--cvxpy-memory-gb", type=float, default=12.0, help="address-space limit for that try")
@@ -365,7 +391,7 @@ def main() -> None:
         first = index == 0
         command = [sys.executable, __file__, "--worker", "--threads", threads, "--repeats", str(args.repeats)]
         command += ["--large-n", str(args.large_n), "--cvxpy-timeout", str(args.cvxpy_timeout if first else 0)]
-        command += ["--cvxpy-memory-gb", str(args.cvxpy_memory_gb)]
+        command += ["--cvxpy-memory-gb", str(args.cvxpy_memory_gb), "--patterns", *map(str, args.patterns)]
         command += ["--quick"] * args.quick + ["--no-scp"] * (not (args.scp and first))
         env = os.environ | {variable: threads for variable in THREAD_VARIABLES}
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
