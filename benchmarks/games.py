@@ -16,12 +16,11 @@ All four parts of issue 5 print in one run (numpy backend, BLAS threads pinned, 
    stepped class with no target and no metrics, median of ``--repeats`` replays (one replay when it lasts over
    1 s); the counting pass is the warm-up. Budget per cell: 20,000 queries or 60 s of counting pass, whichever
    comes first; a cell that hits it shows the KL at the budget instead of a count.
-   Skipped in full mode to keep the run near 10 minutes on 2 cores (one A = 10^4 dense product is ~40 ms here):
+   Skipped in full mode to keep the run near 15 minutes on 2 cores (one A = 10^4 dense product is ~40 ms here):
    at A = 10^4 the dense families run beta = 0.1 only (ground truth plus runs at beta = 0.01 cost minutes per
    family) and without Nash-MD (at ~40 ms a query the 60 s budget buys ~1,500 queries, fewer than Nash-MD needs
-   at A <= 1000: 1,500-17,000 with the decaying step, and the constant step stalls at its biased fixed point), and
-   the annotator population is skipped (its 10 x A x A stack is 8 GB); the matrix-free low-rank family runs
-   everything.
+   at A <= 1000: 1,500-17,000 with the decaying step, and the constant step stalls at its biased fixed point); the
+   matrix-free low-rank family runs everything. ``--complete`` skips nothing (about an hour more).
    Wall times exclude game generation and the ground truth.
 2. Seconds per Nash-MP iteration (2 dense mat-vecs and 2 logsumexps) against the memory bound of its two mat-vecs,
    2 A^2 itemsize bytes / bandwidth, float32 and float64, A in {1000, 4000, 10000}. The bandwidth is measured in
@@ -144,12 +143,10 @@ def make_game(family: str, n: int, beta: float, seed: int = 0, reference=None) -
     return FAMILIES[family](n, beta, reference, rng)
 
 
-def skip_reason(family: str, n: int, beta: float, method: Method) -> str | None:
-    """Why a cell is not run (None: it runs); see the module docstring, part 1."""
-    if n < LARGE or family == "low-rank":
+def skip_reason(family: str, n: int, beta: float, method: Method, complete: bool = False) -> str | None:
+    """Why a cell is not run (None: it runs); see the module docstring, part 1. ``complete``: no cell is skipped."""
+    if complete or n < LARGE or family == "low-rank":
         return None
-    if family == "annotators":
-        return f"annotators at A = {n}: the {N_ANNOTATORS} x A x A stack needs {8 * N_ANNOTATORS * n * n / 1e9:.0f} GB"
     if beta < 0.1:
         return f"dense A = {n} at beta = {beta}: ground truth and runs take minutes per family"
     if method.name == "nash_md":
@@ -286,12 +283,12 @@ def print_markdown(header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(row) + " |")
 
 
-def convergence_table(n: int, beta: float, budget: Budget, repeats: int) -> None:
+def convergence_table(n: int, beta: float, budget: Budget, repeats: int, complete: bool = False) -> None:
     """Part 1 for one (A, beta): a row per method, a column per family."""
     columns: dict[str, list[str]] = {}
     truths, reasons = {}, []
     for family in FAMILIES:
-        skips = [skip_reason(family, n, beta, method) for method in METHOD_ROWS]
+        skips = [skip_reason(family, n, beta, method, complete) for method in METHOD_ROWS]
         reasons += [reason for reason in dict.fromkeys(skips) if reason and reason not in reasons]
         if all(skips):
             columns[family] = ["skipped"] * len(METHOD_ROWS)
@@ -528,6 +525,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes and budgets: a smoke run under a minute")
     parser.add_argument("--threads", default="1", help="BLAS threads, set before numpy is imported (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of calls shorter than 1 s (default 3)")
+    parser.add_argument(
+        "--complete", action="store_true", help="part 1 skips no cell at A = 10^4 (about an hour more on 2 cores)"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     load = os.getloadavg()
@@ -543,7 +543,7 @@ def main() -> None:
     )
     for n in sizes:
         for beta in (0.1, 0.01):
-            convergence_table(n, beta, budget, args.repeats)
+            convergence_table(n, beta, budget, args.repeats, args.complete)
     print("\n## 2. Nash-MP iteration against the memory bound of its two mat-vecs (2 A^2 itemsize bytes)")
     roofline_table((250, 1000) if args.quick else (1000, 4000, LARGE), args.repeats)
     print("\n## 3a. Uniform mu: our pi* against pygambit's logit QRE (lambda = 1/beta, beta = 0.1, random games)")
