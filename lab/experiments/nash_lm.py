@@ -38,10 +38,11 @@ from typing import Literal
 import numpy as np
 
 from lab.config import ConfigError, param
-from lab.experiments.rlvr import _BaseModelFields, _device, _prefixed, _stop_requested, load_base
+from lab.experiments.rlvr import BaseModelFields, load_base, prefixed, stop_requested
 from lab.registry import Series, StopRequested, register
 from lab.rlvr.nash import HeldOutGames, NashConfig, NashLearner, train_nash
 from lab.rlvr.preference import KINDS
+from lab.rlvr.pretrain import torch_device
 from lab.rlvr.tasks import CountdownLite
 from lab.runs import Run, RunLogger
 from lab.torch_utils import torch_threads
@@ -51,7 +52,7 @@ CHECKPOINT_NAME = "policy.pt"
 
 
 @dataclass(frozen=True)
-class NashLMConfig(_BaseModelFields):
+class NashLMConfig(BaseModelFields):
     task: Literal["countdown"] = param("countdown", help="verifiable task (the oracle compares Countdown-lite answers)")
     preference: Literal[KINDS] = param("closer", help="oracle: closer to the target wins, or a 3-criteria majority")
     method: Literal["nash_mp", "nash_md"] = param("nash_mp", help="approximate Nash mirror prox, or Nash-MD")
@@ -127,7 +128,7 @@ def tabular_curve(games: HeldOutGames, eta: float, iterations: int) -> dict[str,
 
 def run_nash_lm(cfg: NashLMConfig, run: RunLogger, progress) -> None:
     """Steps 1-4 of the module docstring."""
-    task, device = CountdownLite(), _device(cfg.device)
+    task, device = CountdownLite(), torch_device(cfg.device)
     checkpoint = run.artifact_dir / CHECKPOINT_NAME if isinstance(run, Run) else None
     stopped = False
     with torch_threads(cfg.threads or None):
@@ -145,10 +146,10 @@ def run_nash_lm(cfg: NashLMConfig, run: RunLogger, progress) -> None:
             nonlocal stopped
             step = learner.step_count
             metrics = dict(state.metrics)
-            run.log(step, iteration=step, queries=metrics.pop("queries"), **_prefixed(metrics, "train/"))
+            run.log(step, iteration=step, queries=metrics.pop("queries"), **prefixed(metrics, "train/"))
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
                 log_evaluation(step)
-            stopped = _stop_requested(progress, step, cfg.steps)
+            stopped = stop_requested(progress, step, cfg.steps)
             return stopped
 
         if learner.step_count == 0:

@@ -34,7 +34,7 @@ import torch
 from lab.config import ConfigError, as_dict, param
 from lab.registry import Series, StopRequested, register
 from lab.rlvr.objectives import OBJECTIVES
-from lab.rlvr.pretrain import DEFAULT_BASE, cached_base_model, pretrain, task_config
+from lab.rlvr.pretrain import DEFAULT_BASE, cached_base_model, pretrain, task_config, torch_device
 from lab.rlvr.tasks import Task, make_task
 from lab.rlvr.trainer import (
     RLVRTrainer,
@@ -82,12 +82,6 @@ def _check_device(device: str) -> None:
         raise ConfigError("device", "no CUDA device is available; use 'auto' or 'cpu'")
 
 
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _check_base(base: str) -> None:
     if base != "cached" and not RUN_REFERENCE.fullmatch(base) and not Path(base).is_file():
         raise ConfigError("base", f"expected 'cached', 'run:ID' or the path of a checkpoint file, got {base!r}")
@@ -120,8 +114,9 @@ class RLVRPretrainConfig:
 
 
 @dataclass(frozen=True)
-class _BaseModelFields:
-    """Which base model (the reference of the KL) and task: shared by rlvr-train and rlvr-eval."""
+class BaseModelFields:
+    """Which base model (the reference of the KL) and task: shared by the LLM experiments (rlvr-train, rlvr-eval,
+    rlvr-frontier, nash-lm)."""
 
     task: TASKS = param("countdown", help="verifiable task")
     base: str = param("cached", help="'cached' (pretrain once, see base_*), 'run:ID' or a checkpoint path")
@@ -144,7 +139,7 @@ class _BaseModelFields:
 
 
 @dataclass(frozen=True)
-class RLVRTrainConfig(_BaseModelFields):
+class RLVRTrainConfig(BaseModelFields):
     objective: OBJECTIVE_NAMES = param("grpo", help="loss of lab.rlvr.objectives")
     hyperparameters: str = param("", help="objective keywords, e.g. 'beta=0.04, epsilon_high=0.28' (empty: defaults)")
     steps: int = param(200, help="RL updates", ge=1, le=1_000_000)
@@ -196,7 +191,7 @@ class RLVRTrainConfig(_BaseModelFields):
 
 
 @dataclass(frozen=True)
-class RLVREvalConfig(_BaseModelFields):
+class RLVREvalConfig(BaseModelFields):
     policy: str = param("base", help="'base', 'run:ID' (rlvr-train/rlvr-pretrain run) or a checkpoint path")
     n_prompts: int = param(256, help="held-out (test split) prompts", ge=1, le=4096)
     n_samples: int = param(256, help="samples per prompt (pass@k for k = 1, 2, 4, ..., n_samples)", ge=1, le=4096)
@@ -246,7 +241,7 @@ def _load(reference: str, task: Task, run: RunLogger, device: torch.device):
     return model
 
 
-def load_base(cfg: _BaseModelFields, run: RunLogger, task: Task, device: torch.device):
+def load_base(cfg: BaseModelFields, run: RunLogger, task: Task, device: torch.device):
     """The base model of ``cfg`` (eval mode, on ``device``): cached, from a run, or from a file."""
     if cfg.base != "cached":
         return _load(cfg.base, task, run, device)
@@ -258,11 +253,11 @@ def load_base(cfg: _BaseModelFields, run: RunLogger, task: Task, device: torch.d
     return model
 
 
-def _held_out(task: Task, n_prompts: int, eval_seed: int) -> list[str]:
+def held_out_prompts(task: Task, n_prompts: int, eval_seed: int) -> list[str]:
     return task.sample_prompts(n_prompts, eval_seed, "test")
 
 
-def _stop_requested(progress, done: int, total: int) -> bool:
+def stop_requested(progress, done: int, total: int) -> bool:
     """Report progress; True when the caller asked to stop (the body then saves before raising StopRequested)."""
     try:
         progress(done, total)
@@ -271,7 +266,7 @@ def _stop_requested(progress, done: int, total: int) -> bool:
     return False
 
 
-def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+def prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}{name}": value for name, value in metrics.items()}
 
 
@@ -281,16 +276,16 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 def run_rlvr_pretrain(cfg: RLVRPretrainConfig, run: RunLogger, progress) -> None:
     """Item 1 of the module docstring."""
-    task, device = make_task(cfg.task), _device(cfg.device)
+    task, device = make_task(cfg.task), torch_device(cfg.device)
     model_config = task_config(task, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
-    prompts = _held_out(task, cfg.eval_prompts, cfg.eval_seed)
+    prompts = held_out_prompts(task, cfg.eval_prompts, cfg.eval_seed)
     minority = minority_prompts(task, prompts)
     checkpoint = run.artifact_dir / CHECKPOINT_NAMES["rlvr-pretrain"] if isinstance(run, Run) else None
     stopped = False
 
     def log_evaluation(model, step: int) -> None:
         report = evaluate_model(model, task, prompts, cfg.eval_samples, seed=cfg.eval_seed)
-        run.log(step, iteration=step, **_prefixed(evaluation_metrics(report, minority), "eval/"))
+        run.log(step, iteration=step, **prefixed(evaluation_metrics(report, minority), "eval/"))
 
     def watch(state) -> bool:
         nonlocal stopped
@@ -298,7 +293,7 @@ def run_rlvr_pretrain(cfg: RLVRPretrainConfig, run: RunLogger, progress) -> None
         run.log(step, iteration=step, loss=state.metrics["loss"], lr=state.metrics["lr"])
         if cfg.eval_every and step % cfg.eval_every == 0:
             log_evaluation(state.solver.model, step)
-        stopped = _stop_requested(progress, step, cfg.steps)
+        stopped = stop_requested(progress, step, cfg.steps)
         return stopped
 
     with torch_threads(cfg.threads or None):
@@ -324,8 +319,8 @@ def run_rlvr_pretrain(cfg: RLVRPretrainConfig, run: RunLogger, progress) -> None
 
 def run_rlvr_train(cfg: RLVRTrainConfig, run: RunLogger, progress) -> None:
     """Item 2 of the module docstring."""
-    task, device = make_task(cfg.task), _device(cfg.device)
-    prompts = _held_out(task, cfg.eval_prompts, cfg.eval_seed)
+    task, device = make_task(cfg.task), torch_device(cfg.device)
+    prompts = held_out_prompts(task, cfg.eval_prompts, cfg.eval_seed)
     minority = minority_prompts(task, prompts)
     checkpoint = run.artifact_dir / CHECKPOINT_NAMES["rlvr-train"] if isinstance(run, Run) else None
     stopped = False
@@ -335,7 +330,7 @@ def run_rlvr_train(cfg: RLVRTrainConfig, run: RunLogger, progress) -> None:
 
         def log_evaluation(step: int) -> None:
             report = trainer.evaluate(prompts, cfg.eval_samples, temperature=cfg.eval_temperature, seed=cfg.eval_seed)
-            run.log(step, iteration=step, **_prefixed(evaluation_metrics(report, minority), "eval/"))
+            run.log(step, iteration=step, **prefixed(evaluation_metrics(report, minority), "eval/"))
 
         def watch(state) -> bool:
             nonlocal stopped
@@ -343,7 +338,7 @@ def run_rlvr_train(cfg: RLVRTrainConfig, run: RunLogger, progress) -> None:
             run.log(step, iteration=step, **state.metrics)
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
                 log_evaluation(step)
-            stopped = _stop_requested(progress, step, cfg.steps)
+            stopped = stop_requested(progress, step, cfg.steps)
             return stopped
 
         if cfg.eval_every and trainer.step_count == 0:
@@ -355,8 +350,8 @@ def run_rlvr_train(cfg: RLVRTrainConfig, run: RunLogger, progress) -> None:
 
 def run_rlvr_eval(cfg: RLVREvalConfig, run: RunLogger, progress) -> None:
     """Item 3 of the module docstring."""
-    task, device = make_task(cfg.task), _device(cfg.device)
-    prompts = _held_out(task, cfg.n_prompts, cfg.eval_seed)
+    task, device = make_task(cfg.task), torch_device(cfg.device)
+    prompts = held_out_prompts(task, cfg.n_prompts, cfg.eval_seed)
     with torch_threads(cfg.threads or None):
         base = load_base(cfg, run, task, device)
         policy = base if cfg.policy == "base" else _load(cfg.policy, task, run, device)

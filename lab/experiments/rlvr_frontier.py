@@ -37,9 +37,10 @@ import numpy as np
 import torch
 
 from lab.config import param
-from lab.experiments.rlvr import _BaseModelFields, _device, _held_out, load_base
+from lab.experiments.rlvr import BaseModelFields, held_out_prompts, load_base
 from lab.registry import Series, register
 from lab.rlvr.model import sample
+from lab.rlvr.pretrain import torch_device
 from lab.rlvr.tasks import VOCAB, Task, make_task
 from lab.runs import RunLogger
 from lab.torch_utils import torch_threads
@@ -49,7 +50,7 @@ BETA_RANGE = (1e-2, 1e2)
 
 
 @dataclass(frozen=True)
-class RLVRFrontierConfig(_BaseModelFields):
+class RLVRFrontierConfig(BaseModelFields):
     n_prompts: int = param(256, help="held-out (test split) prompts, the ones rlvr-train evaluates on", ge=1, le=4096)
     n_samples: int = param(256, help="base samples per prompt that estimate its answer distribution", ge=1, le=8192)
     temperature: float = param(1.0, help="sampling temperature of the base (1: the base itself)", gt=0.0, le=10.0)
@@ -96,8 +97,8 @@ def conditioned_base(ps, rs) -> tuple[float, float]:
 
 def run_rlvr_frontier(cfg: RLVRFrontierConfig, run: RunLogger, progress) -> None:
     """Steps 1-3 of the module docstring."""
-    task, device = make_task(cfg.task), _device(cfg.device)
-    prompts = _held_out(task, cfg.n_prompts, cfg.eval_seed)
+    task, device = make_task(cfg.task), torch_device(cfg.device)
+    prompts = held_out_prompts(task, cfg.n_prompts, cfg.eval_seed)
     with torch_threads(cfg.threads or None):
         base = load_base(cfg, run, task, device)
         completions = sample_completions(

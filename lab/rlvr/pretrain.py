@@ -64,7 +64,8 @@ def _positive(value, name: str) -> float:
     return float(value)
 
 
-def _device(device) -> torch.device:
+def torch_device(device) -> torch.device:
+    """``"auto"``: CUDA when present, else the CPU; anything else as ``torch.device`` reads it."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -134,7 +135,7 @@ class Pretrainer:
             "warmup_steps": _check_int(warmup_steps, "warmup_steps", minimum=0),
             "strategy_mix": None if strategy_mix is None else [float(w) for w in strategy_mix],
         }
-        self.device = _device(device)
+        self.device = torch_device(device)
         self.model = GPT(config, seed=seed).to(self.device)
         matrices = [p for p in self.model.parameters() if p.ndim >= 2]
         vectors = [p for p in self.model.parameters() if p.ndim < 2]
@@ -338,7 +339,7 @@ def load_checkpoint(path: str | os.PathLike, *, device="cpu") -> tuple[GPT, dict
     model = GPT(GPTConfig(**checkpoint["config"]), seed=checkpoint["seed"])
     model.load_state_dict(checkpoint["model"])
     meta = {key: value for key, value in checkpoint.items() if key not in ("model", "optimizer")}
-    return model.to(_device(device)).eval(), meta
+    return model.to(torch_device(device)).eval(), meta
 
 
 DEFAULT_BASE = {"steps": 1000, "batch_size": 64, "lr": 2e-3, "seed": 0}
@@ -368,7 +369,7 @@ def cached_base_model(
         raise TypeError(f"config: expected a GPTConfig or None, got {type(config).__name__}")
     settings = {"task": task.name, "config": asdict(config)}
     settings |= {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "vocab": list(VOCAB.tokens)}
-    settings["device"] = _device(device).type
+    settings["device"] = torch_device(device).type
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"{task.name}-{digest}.pt"
     if path.exists():
