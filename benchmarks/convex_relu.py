@@ -14,9 +14,10 @@ as large as the iteration's working set, both measured here at the same thread c
 the n x 2P arrays (X u, a, E o |a|) written and read, the signs, and the inverse streamed per iteration.
 
 Threads: each thread count runs in a fresh process with OMP/OPENBLAS/MKL/NUMBA/RAYON_NUM_THREADS set before
-numpy is imported (two OpenBLAS threads can make the thin products 100x slower here, notes section 4.6). ADMM is
-timed twice there: with blas_threads=None (the thread count under test applies, "ADMM s") and as users call it
-(solve_admm caps BLAS at one thread inside the run, "default s"; the same run when the count is 1).
+numpy is imported. ADMM is timed twice there: with blas_threads = the count under test ("ADMM s", and the
+per-iteration time), which gives numpy's BLAS that many threads and scipy's own OpenBLAS one (two threaded OpenBLAS
+libraries alternating calls made an iteration ~20x slower on 2 cores: theory.convex_relu.admm.blas_thread_limits),
+and as users call it (blas_threads=1, "default s"; the same run when the count is 1).
 A last row solves a size cvxpy cannot (n = 50,000): cvxpy is tried in a subprocess under a time and memory
 limit, and ADMM's accuracy is its own certificate (duality gap, violation, network objective).
 The SCP table reports the sampled convex program (theory.convex_relu.scp) next to the exact optimum.
@@ -52,7 +53,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 
-from theory.convex_relu.admm import ConvexReLUADMM, solve_admm
+from theory.convex_relu.admm import ConvexReLUADMM, blas_thread_limits, solve_admm
 from theory.convex_relu.problem import ConvexReLUProblem, make_problem
 from theory.convex_relu.scp import solve_scp
 
@@ -160,17 +161,19 @@ class Row:
     reference: str
 
 
-def ms_per_iteration(problem: ConvexReLUProblem, steps: int) -> float:
-    """Median over 3 runs of ``steps`` plain iterations (polish off, fixed rho, metrics off), after 10 warm-up."""
-    solver = ConvexReLUADMM(problem, polish=False, adaptive_rho=False, metrics_every=10**9)
-    for _ in range(10):
-        solver.step()
-
-    def run():
-        for _ in range(steps):
+def ms_per_iteration(problem: ConvexReLUProblem, steps: int, threads: int) -> float:
+    """Median over 3 runs of ``steps`` plain iterations (polish off, fixed rho, metrics off), after 10 warm-up,
+    with the threads solve_admm(blas_threads=threads) uses."""
+    with blas_thread_limits(threads):
+        solver = ConvexReLUADMM(problem, polish=False, adaptive_rho=False, metrics_every=10**9)
+        for _ in range(10):
             solver.step()
 
-    seconds, _ = median_seconds(run, 3)
+        def run():
+            for _ in range(steps):
+                solver.step()
+
+        seconds, _ = median_seconds(run, 3)
     return 1e3 * seconds / steps
 
 
@@ -190,9 +193,9 @@ def compare(spec: dict, repeats: int, flops_per_s: float, threads: str) -> Row:
     problem = problem_from(spec)
     reference = solve_cvxpy(problem)
     p_star = reference.objective
-    # blas_threads=None: the thread count under test (set through the environment) applies to ADMM too.
-    solve_admm(problem, blas_threads=None)  # warm-up: numba compilation, caches
-    admm_s, result = median_seconds(lambda: solve_admm(problem, blas_threads=None), repeats)
+    # blas_threads = the thread count under test: numpy's BLAS gets them, scipy's one (admm.blas_thread_limits).
+    solve_admm(problem, blas_threads=int(threads))  # warm-up: numba compilation, caches
+    admm_s, result = median_seconds(lambda: solve_admm(problem, blas_threads=int(threads)), repeats)
     # and solve_admm as users call it (one BLAS thread inside the run), in the same environment
     default_s, default = (admm_s, result) if threads == "1" else median_seconds(lambda: solve_admm(problem), repeats)
     cert = result.certificate
@@ -209,7 +212,7 @@ def compare(spec: dict, repeats: int, flops_per_s: float, threads: str) -> Row:
         default_s=default_s,
         default_same=same_accuracy(default, p_star),
         iterations=result.n_iter,
-        ms_per_iter=ms_per_iteration(problem, 200 if n * p < 10**6 else 20),
+        ms_per_iter=ms_per_iteration(problem, 200 if n * p < 10**6 else 20, int(threads)),
         bound_ms=max(flop_ms, memory_ms),
         flop_ms=flop_ms,
         memory_ms=memory_ms,
@@ -246,9 +249,9 @@ def cvxpy_attempt(spec: dict, timeout: float, memory_gb: float) -> str:
     return f"solved in {elapsed:.0f} s: {done.stdout.strip()}"
 
 
-def large(spec: dict, flops_per_s: float, cvxpy_timeout: float, memory_gb: float) -> dict:
+def large(spec: dict, flops_per_s: float, cvxpy_timeout: float, memory_gb: float, threads: int) -> dict:
     problem = problem_from(spec)
-    seconds, result = median_seconds(lambda: solve_admm(problem, max_iter=5000, blas_threads=None), 1)
+    seconds, result = median_seconds(lambda: solve_admm(problem, max_iter=5000, blas_threads=threads), 1)
     cert = result.certificate
     n, d, p = problem.n, problem.d, problem.n_patterns
     flops, n_bytes = iteration_cost(n, d, p, result.linear_solver)
@@ -319,7 +322,8 @@ def worker(args) -> None:
                 print(json.dumps({"kind": "scp", **scp}), flush=True)
     if args.large_n and not args.quick:
         spec = {"dataset": "planted", "n": args.large_n, "d": 20, "P": 100}
-        print(json.dumps({"kind": "large", **large(spec, flops_per_s, args.cvxpy_timeout, args.cvxpy_memory_gb)}))
+        record = large(spec, flops_per_s, args.cvxpy_timeout, args.cvxpy_memory_gb, int(args.threads))
+        print(json.dumps({"kind": "large", **record}))
 
 
 def print_tables(threads: str, records: list[dict]) -> None:
@@ -329,8 +333,8 @@ def print_tables(threads: str, records: list[dict]) -> None:
         f"DGEMM peak {machine['gflops']:.1f} GFLOP/s"
     )
     print(
-        "ADMM s: blas_threads=None, so the thread count above applies; default s: solve_admm as users call it "
-        "(blas_threads=1 inside the run)"
+        "ADMM s: solve_admm(blas_threads=the count above: numpy's BLAS gets them, other BLAS libraries one); "
+        "default s: solve_admm as users call it (blas_threads=1)"
     )
     header = (
         f"{'dataset':<14}{'n':>7}{'d':>4}{'P':>5}{'Clarabel s':>11}{'ADMM s':>9}{'speed-up':>9}"

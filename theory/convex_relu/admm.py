@@ -63,14 +63,15 @@ numpy. The polish and the certificate run on the host (their problems are small)
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+import os
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import scipy.linalg
 from scipy.optimize import nnls
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from theory.backend import get_backend, to_numpy
 from theory.convex_relu.problem import (
@@ -118,6 +119,27 @@ reduced problems whose points still certify gaps below 1e-6 (accepting only 1e-7
 
 
 # --------------------------------------------------------------------------------------------- linear algebra
+
+
+def blas_thread_limits(threads: int | None):
+    """A context giving numpy's BLAS ``threads`` threads and every other BLAS library loaded one (None: no change).
+
+    numpy and scipy wheels each bundle their own OpenBLAS. When both are threaded and calls alternate between them
+    (numpy's products, scipy's dsymv and Cholesky), each one's idle workers spin on the cores the other needs: on
+    2 cores an ADMM iteration took 11 ms instead of 0.6 ms (breast_cancer, P = 100). Where numpy and scipy share
+    one BLAS, that one gets ``threads``.
+    """
+    if threads is None:
+        return nullcontext()
+    controller = ThreadpoolController()
+    libraries = [library for library in controller.lib_controllers if library.user_api == "blas"]
+    home = os.path.dirname(os.path.realpath(np.__file__))  # wheels keep numpy's BLAS in numpy.libs beside it
+    numpys = [library for library in libraries if os.path.realpath(library.filepath).startswith(home)]
+    limits = ExitStack()
+    for library in libraries:
+        count = threads if library in numpys or not numpys else 1
+        limits.enter_context(controller.select(filepath=library.filepath).limit(limits=count))
+    return limits
 
 
 def spd_inverse(xp, matrix):
@@ -1083,17 +1105,17 @@ def solve_admm(
     ADMM's group-sparse copy, with -rho nu refined by NNLS for the groups whose dual constraint it violates.
 
     ``relaxation`` is the over-relaxation alpha in (0, 2) (module docstring, step 2; 1 is plain ADMM).
-    ``blas_threads`` caps the BLAS threads for the run, setup included (None: leave them alone). ADMM's products
-    are thin (n x d times d x 2P, d ~ 10-30): on a 2-core machine two OpenBLAS threads made them up to ~100x
-    slower, most of all next to other busy processes; the once-per-rho factorisations are too few to gain from
-    threads.
+    ``blas_threads`` sets the BLAS threads for the run, setup included (None: leave them alone): numpy's BLAS, which
+    runs ADMM's products, gets them and every other BLAS library one (:func:`blas_thread_limits`; two threaded
+    OpenBLAS libraries made an iteration ~20x slower on 2 cores). The default is one thread: ADMM's products are
+    thin (n x d times d x 2P, d ~ 10-30), and two threads gained 0-20% on this 2-core machine, varying from run
+    to run.
     """
     if blas_threads is not None and (
         isinstance(blas_threads, bool) or not isinstance(blas_threads, int | np.integer) or blas_threads < 1
     ):
         raise ValueError(f"blas_threads: expected a positive integer or None, got {blas_threads!r}")
-    limits = nullcontext() if blas_threads is None else threadpool_limits(limits=int(blas_threads), user_api="blas")
-    with limits:  # the setup too: its factorisation ran on every core next to other busy processes
+    with blas_thread_limits(None if blas_threads is None else int(blas_threads)):  # the setup too
         solver = ConvexReLUADMM(
             problem,
             rho=rho,
