@@ -262,7 +262,7 @@ def large(spec: dict, flops_per_s: float, cvxpy_timeout: float, memory_gb: float
         "P": p,
         "admm_s": seconds,
         "iterations": result.n_iter,
-        "ms_per_iter": ms_per_iteration(problem, 10),
+        "ms_per_iter": ms_per_iteration(problem, 10, threads),
         "bound_ms": bound,
         "certified_gap": cert.relative_gap,
         "rel_violation": cert.relative_violation,
@@ -327,7 +327,9 @@ def worker(args) -> None:
 
 
 def print_tables(threads: str, records: list[dict]) -> None:
-    machine = next(r for r in records if r["kind"] == "machine")
+    machine = next((r for r in records if r["kind"] == "machine"), None)
+    if machine is None:
+        return
     print(
         f"\n== {threads} thread(s) (OMP/OPENBLAS/MKL/NUMBA/RAYON_NUM_THREADS={threads}); "
         f"DGEMM peak {machine['gflops']:.1f} GFLOP/s"
@@ -399,10 +401,10 @@ def main() -> None:
         command += ["--quick"] * args.quick + ["--no-scp"] * (not (args.scp and first))
         env = os.environ | {variable: threads for variable in THREAD_VARIABLES}
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        print_tables(threads, records)  # what the worker finished, even if it then failed
         if done.returncode != 0:
             sys.exit(f"worker with {threads} thread(s) failed:\n{done.stderr}")
-        records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-        print_tables(threads, records)
 
 
 if __name__ == "__main__":
