@@ -1108,8 +1108,8 @@ def solve_admm(
     ``blas_threads`` sets the BLAS threads for the run, setup included (None: leave them alone): numpy's BLAS, which
     runs ADMM's products, gets them and every other BLAS library one (:func:`blas_thread_limits`; two threaded
     OpenBLAS libraries made an iteration ~20x slower on 2 cores). The default is one thread: ADMM's products are
-    thin (n x d times d x 2P, d ~ 10-30), and two threads gained 0-20% on this 2-core machine, varying from run
-    to run.
+    thin (n x d times d x 2P, d ~ 10-30), and on a 2-core machine a second thread made a solve between 40% slower
+    and 20% faster from run to run.
     """
     if blas_threads is not None and (
         isinstance(blas_threads, bool) or not isinstance(blas_threads, int | np.integer) or blas_threads < 1
