@@ -16,7 +16,7 @@ the n x 2P arrays (X u, a, E o |a|) written and read, the signs, and the inverse
 Threads: each thread count runs in a fresh process with OMP/OPENBLAS/MKL/NUMBA/RAYON_NUM_THREADS set before
 numpy is imported. ADMM is timed twice there: with blas_threads = the count under test ("ADMM s", and the
 per-iteration time), which gives numpy's BLAS that many threads and scipy's own OpenBLAS one (two threaded OpenBLAS
-libraries alternating calls made an iteration ~20x slower on 2 cores: theory.convex_relu.admm.blas_thread_limits),
+libraries alternating calls made an iteration ~20x slower on 2 cores: theory.backend.blas_thread_limits),
 and as users call it (blas_threads=1, "default s"; the same run when the count is 1).
 A last row solves a size cvxpy cannot (n = 50,000): cvxpy is tried in a subprocess under a time and memory
 limit, and ADMM's accuracy is its own certificate (duality gap, violation, network objective).
@@ -53,7 +53,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 
-from theory.convex_relu.admm import ConvexReLUADMM, blas_thread_limits, solve_admm
+from theory.backend import blas_thread_limits
+from theory.convex_relu.admm import ConvexReLUADMM, solve_admm
 from theory.convex_relu.problem import ConvexReLUProblem, make_problem
 from theory.convex_relu.scp import solve_scp
 
@@ -193,7 +194,7 @@ def compare(spec: dict, repeats: int, flops_per_s: float, threads: str) -> Row:
     problem = problem_from(spec)
     reference = solve_cvxpy(problem)
     p_star = reference.objective
-    # blas_threads = the thread count under test: numpy's BLAS gets them, scipy's one (admm.blas_thread_limits).
+    # blas_threads = the count under test: numpy's BLAS gets them, scipy's one (theory.backend.blas_thread_limits).
     solve_admm(problem, blas_threads=int(threads))  # warm-up: numba compilation, caches
     admm_s, result = median_seconds(lambda: solve_admm(problem, blas_threads=int(threads)), repeats)
     # and solve_admm as users call it (one BLAS thread inside the run), in the same environment

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from theory.backend import array_module, get_backend, gpu_available, to_numpy
+from theory.backend import array_module, blas_thread_limits, get_backend, gpu_available, to_numpy
 
 
 def test_numpy_backend_and_auto_without_gpu():
@@ -36,3 +36,23 @@ def test_cupy_round_trip_on_gpu():
     x = cupy.arange(4.0) ** 2
     assert array_module(x) is cupy
     np.testing.assert_array_equal(to_numpy(x), np.arange(4.0) ** 2)
+
+
+def test_only_numpys_blas_is_threaded_and_the_others_get_one_thread():
+    import os
+
+    import scipy.linalg  # noqa: F401  (loads scipy's own BLAS, where the wheel bundles one)
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {pool["filepath"]: pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    home = os.path.dirname(os.path.realpath(np.__file__))
+    numpys = {path for path in blas_threads() if os.path.realpath(path).startswith(home)}
+    before = blas_threads()
+    with blas_thread_limits(3):
+        inside = blas_threads()
+    assert blas_threads() == before
+    assert inside == {path: 3 if path in numpys or not numpys else 1 for path in before}
+    with blas_thread_limits(None):
+        assert blas_threads() == before

@@ -263,26 +263,6 @@ def test_blas_threads_are_capped_during_the_run_and_restored_after():
     assert seen[-1] == before
 
 
-def test_only_numpys_blas_is_threaded_and_the_others_get_one_thread():
-    import os
-
-    import scipy.linalg  # noqa: F401  (loads scipy's own BLAS, where the wheel bundles one)
-    from threadpoolctl import threadpool_info
-
-    def blas_threads():
-        return {pool["filepath"]: pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
-
-    home = os.path.dirname(os.path.realpath(np.__file__))
-    numpys = {path for path in blas_threads() if os.path.realpath(path).startswith(home)}
-    before = blas_threads()
-    with admm.blas_thread_limits(3):
-        inside = blas_threads()
-    assert blas_threads() == before
-    assert inside == {path: 3 if path in numpys or not numpys else 1 for path in before}
-    with admm.blas_thread_limits(None):
-        assert blas_threads() == before
-
-
 def test_problem_must_be_a_convex_relu_problem():
     with pytest.raises(TypeError, match="problem: expected a ConvexReLUProblem"):
         solve_admm({"X": np.eye(2)})

@@ -63,17 +63,14 @@ numpy. The polish and the certificate run on the host (their problems are small)
 from __future__ import annotations
 
 import math
-import os
-from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import scipy.linalg
 from scipy.optimize import nnls
-from threadpoolctl import ThreadpoolController
 
-from theory.backend import get_backend, to_numpy
+from theory.backend import blas_thread_limits, get_backend, to_numpy
 from theory.convex_relu.problem import (
     ConvexCertificate,
     ConvexReLUProblem,
@@ -119,27 +116,6 @@ reduced problems whose points still certify gaps below 1e-6 (accepting only 1e-7
 
 
 # --------------------------------------------------------------------------------------------- linear algebra
-
-
-def blas_thread_limits(threads: int | None):
-    """A context giving numpy's BLAS ``threads`` threads and every other BLAS library loaded one (None: no change).
-
-    numpy and scipy wheels each bundle their own OpenBLAS. When both are threaded and calls alternate between them
-    (numpy's products, scipy's dsymv and Cholesky), each one's idle workers spin on the cores the other needs: on
-    2 cores an ADMM iteration took 11 ms instead of 0.6 ms (breast_cancer, P = 100). Where numpy and scipy share
-    one BLAS, that one gets ``threads``.
-    """
-    if threads is None:
-        return nullcontext()
-    controller = ThreadpoolController()
-    libraries = [library for library in controller.lib_controllers if library.user_api == "blas"]
-    home = os.path.dirname(os.path.realpath(np.__file__))  # wheels keep numpy's BLAS in numpy.libs beside it
-    numpys = [library for library in libraries if os.path.realpath(library.filepath).startswith(home)]
-    limits = ExitStack()
-    for library in libraries:
-        count = threads if library in numpys or not numpys else 1
-        limits.enter_context(controller.select(filepath=library.filepath).limit(limits=count))
-    return limits
 
 
 def spd_inverse(xp, matrix):
