@@ -6,7 +6,7 @@
    (GPT-2), drawn from a ``torch.Generator`` seeded by ``seed``.
 2. The policy. PAD is never an action: pi(. | q, o_<t) = softmax over every other token of the vocabulary
    (:func:`log_policy` gives PAD log-probability -inf). Pretraining, sampling and scoring all use it.
-3. :func:`sample`: the P prompts are prefilled once (P rows), their K/V written into a preallocated
+3. :func:`sample`: the P prompts run once (:func:`prompt_prefix`, P rows), their K/V copied into a preallocated
    :class:`KVCache` of P*G rows (each prompt's K/V broadcast to its G consecutive rows); then one token per step for
    the live rows. A row that samples EOS is finished: its mask ends there and it leaves the cache (a live row from
    the end of the cache moves into its place, so a step copies only as many rows as finished); the loop ends when
@@ -20,6 +20,9 @@
    (:func:`length_chunks`), each only as wide as its longest row, so positions past a row's last token are neither
    computed nor differentiated; optionally the mean over the actions of log pi(a | q, o_<t) (ROVER's
    uniform-policy value: mean(z) - logsumexp(z) over the non-PAD logits z).
+5. One prompt forward per RL step: :func:`prompt_prefix` run with grad serves both :func:`sample` (its K/V
+   detached into the cache, its last state giving the first token's logits) and :func:`score` (its graph carries
+   the prompt's share of the gradient), so a trainer computes each prompt's forward once per step, not twice.
 """
 
 from __future__ import annotations
@@ -85,8 +88,9 @@ def _attend_past(q, keys, values, past: int, dropout_p: float) -> torch.Tensor:
 class KVCache:
     """Preallocated keys and values, each (batch_size, n_layer, n_head, capacity, head_dim), written in place.
 
-    The first ``n_rows`` rows are live. A chunk of fewer rows r (r dividing n_rows) writes its K/V to the
-    n_rows / r consecutive rows of each input row: the group prefill. :meth:`drop_finished` removes rows.
+    The first ``n_rows`` rows are live. :meth:`write_prompts` fills the first positions from a
+    :class:`SharedPrefix` (the group prefill); each forward then writes its K/V after them;
+    :meth:`drop_finished` removes rows.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, *, capacity: int | None = None, device=None, dtype=None):
@@ -101,23 +105,28 @@ class KVCache:
     def capacity(self) -> int:
         return self.keys.shape[3]
 
+    def write_prompts(self, prefix: SharedPrefix) -> None:
+        """Prompt p's K/V (detached) at positions 0 .. Lp - 1 of its G = n_rows / P consecutive rows."""
+        prompts, length = prefix.prompt_count, prefix.prompt_length
+        if self.length or self.n_rows % prompts:
+            raise ValueError(f"prefix: expected an empty cache whose {self.n_rows} rows are a multiple of {prompts}")
+        if length > self.capacity:
+            raise ValueError(f"prefix: {length} prompt positions exceed the cache capacity {self.capacity}")
+        shape = (prompts, self.n_rows // prompts, *self.keys.shape[1:])
+        for layer, (keys, values) in enumerate(zip(prefix.keys, prefix.values, strict=True)):
+            self.keys.view(shape)[:, :, layer, :, :length] = keys.detach()[:, None]
+            self.values.view(shape)[:, :, layer, :, :length] = values.detach()[:, None]
+        self.length = length
+
     def attend(self, layer: int, q, k, v, dropout_p: float = 0.0) -> torch.Tensor:
         rows, start, end = q.shape[0], self.length, self.length + q.shape[2]
         if end > self.capacity:
             raise ValueError(f"ids: {end} positions exceed the cache capacity {self.capacity}")
-        if self.n_rows % rows:
-            raise ValueError(f"ids: expected a number of rows dividing {self.n_rows}, got {rows}")
-        group = self.n_rows // rows
-        shape = (rows, group, *self.keys.shape[1:])
-        self.keys[: self.n_rows].view(shape)[:, :, layer, :, start:end] = k[:, None]
-        self.values[: self.n_rows].view(shape)[:, :, layer, :, start:end] = v[:, None]
-        if start == 0:
-            return _attend_past(q, k, v, 0, dropout_p)
-        if group != 1:
-            raise ValueError(f"ids: expected {self.n_rows} rows after the prefill, got {rows}")
-        keys = self.keys[:rows, layer, :, :end]
-        values = self.values[:rows, layer, :, :end]
-        return _attend_past(q, keys, values, start, dropout_p)
+        if rows != self.n_rows:
+            raise ValueError(f"ids: expected {self.n_rows} rows (the live rows of the cache), got {rows}")
+        self.keys[:rows, layer, :, start:end] = k
+        self.values[:rows, layer, :, start:end] = v
+        return _attend_past(q, self.keys[:rows, layer, :, :end], self.values[:rows, layer, :, :end], start, dropout_p)
 
     def advance(self, steps: int) -> None:
         self.length += steps
@@ -140,29 +149,38 @@ class SharedPrefix:
     """Scoring memory: the first forward (the P prompts) attends causally and its K/V are kept per layer, with their
     graph. After :meth:`continue_rows`, a forward of completion rows, row j continuing prompt ``prompt_of_row[j]``,
     attends to that prompt's K/V, then causally to itself. Gradients flow through both, so a prompt's forward and
-    backward are computed once however many rows and forwards continue it."""
+    backward are computed once however many rows and forwards continue it. Built by :func:`prompt_prefix`, which
+    also keeps the prompts and their last final-LayerNorm states."""
 
     def __init__(self) -> None:
         self.length = 0
         self.prompt_length = 0
+        self.prompts: torch.Tensor | None = None
+        """The (P, Lp) prompt ids that were run (set by :func:`prompt_prefix`)."""
+        self.last_states: torch.Tensor | None = None
+        """(P, 1, n_embd) final-LayerNorm states at the last prompt position: the first completion token's."""
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
         self._prompt_of_row: torch.Tensor | None = None
-        self._keys: list[torch.Tensor] = []
-        self._values: list[torch.Tensor] = []
+
+    @property
+    def prompt_count(self) -> int:
+        return self.keys[0].shape[0]
 
     def continue_rows(self, prompt_of_row: torch.Tensor) -> None:
         """The next forward's rows continue the prompts ``prompt_of_row`` (indices into the P prompts)."""
-        if not self._keys:
+        if not self.keys:
             raise ValueError("continue_rows: run the prompts through this memory first")
         self._prompt_of_row = prompt_of_row
         self.length = self.prompt_length
 
     def attend(self, layer: int, q, k, v, dropout_p: float = 0.0) -> torch.Tensor:
         if self._prompt_of_row is None:
-            self._keys.append(k)
-            self._values.append(v)
+            self.keys.append(k)
+            self.values.append(v)
             return _attend_past(q, k, v, 0, dropout_p)
-        keys = torch.cat([self._keys[layer].index_select(0, self._prompt_of_row), k], dim=2)
-        values = torch.cat([self._values[layer].index_select(0, self._prompt_of_row), v], dim=2)
+        keys = torch.cat([self.keys[layer].index_select(0, self._prompt_of_row), k], dim=2)
+        values = torch.cat([self.values[layer].index_select(0, self._prompt_of_row), v], dim=2)
         return _attend_past(q, keys, values, self.length, dropout_p)
 
     def advance(self, steps: int) -> None:
@@ -294,16 +312,46 @@ def _prompt_tensor(model: GPT, prompts) -> torch.Tensor:
     return prompts
 
 
-def prefill(model: GPT, prompts, group_size: int, *, capacity: int | None = None) -> tuple[KVCache, torch.Tensor]:
-    """Run the P prompts once; return a KVCache of P * group_size rows (row i holds prompt i // G) and the logits
-    (P * G, vocab_size) of the first completion token. Call under ``torch.no_grad()``."""
+def prompt_prefix(model: GPT, prompts) -> SharedPrefix:
+    """Run the P prompts (P, Lp) once: a :class:`SharedPrefix` holding their K/V per layer and their last
+    final-LayerNorm states, differentiable when grad is enabled. One prefix serves :func:`sample` and :func:`score`
+    of the same model and prompts (module docstring, item 5); it carries one backward."""
+    prompts = _prompt_tensor(model, prompts)
+    prefix = SharedPrefix()
+    prefix.last_states = model.hidden(prompts, prefix)[:, -1:]
+    prefix.prompts = prompts
+    return prefix
+
+
+def _checked_prefix(prefix, model: GPT, prompts: torch.Tensor) -> SharedPrefix:
+    """``prefix`` (None: computed here) for ``prompts`` and a model of ``model``'s shape."""
+    if prefix is None:
+        return prompt_prefix(model, prompts)
+    if not isinstance(prefix, SharedPrefix) or prefix.prompts is None:
+        raise TypeError(f"prefix: expected the SharedPrefix of lab.rlvr.model.prompt_prefix, got {prefix!r}")
+    if prefix.prompts.shape != prompts.shape or not torch.equal(prefix.prompts, prompts):
+        raise ValueError("prefix: it was computed for other prompts")
+    shape = (prompts.shape[0], model.config.n_head, prompts.shape[1], model.config.head_dim)
+    if len(prefix.keys) != model.config.n_layer or prefix.keys[0].shape != shape:
+        raise ValueError(f"prefix: expected {model.config.n_layer} layers of keys {shape}, from a model of this shape")
+    return prefix
+
+
+def prefill(
+    model: GPT, prompts, group_size: int, *, capacity: int | None = None, prefix: SharedPrefix | None = None
+) -> tuple[KVCache, torch.Tensor]:
+    """Run the P prompts once (or take their ``prefix``); return a KVCache of P * group_size rows (row i holds
+    prompt i // G) and the logits (P * G, vocab_size) of the first completion token. Call under
+    ``torch.no_grad()``."""
     prompts = _prompt_tensor(model, prompts)
     group_size = _check_int(group_size, "group_size")
+    prefix = _checked_prefix(prefix, model, prompts)
     weight = model.wte.weight
     cache = KVCache(
         model.config, prompts.shape[0] * group_size, capacity=capacity, device=weight.device, dtype=weight.dtype
     )
-    last = model.lm_head(model.hidden(prompts, cache)[:, -1])
+    cache.write_prompts(prefix)
+    last = model.lm_head(prefix.last_states[:, -1].detach())
     return cache, last.repeat_interleave(group_size, dim=0)
 
 
@@ -350,9 +398,11 @@ def sample(
     temperature: float = 1.0,
     top_k: int | None = None,
     generator: torch.Generator | int,
+    prefix: SharedPrefix | None = None,
 ) -> Samples:
     """``group_size`` completions of at most ``max_new_tokens`` tokens for each row of ``prompts`` (P, Lp)
-    (module docstring, item 3). ``generator``: a torch.Generator on the model's device, or an int seed."""
+    (module docstring, item 3). ``generator``: a torch.Generator on the model's device, or an int seed.
+    ``prefix``: the prompts' :func:`prompt_prefix` when the caller has it (item 5)."""
     prompts = _prompt_tensor(model, prompts)
     group_size = _check_int(group_size, "group_size")
     max_new_tokens = _check_int(max_new_tokens, "max_new_tokens")
@@ -367,7 +417,7 @@ def sample(
             f"{model.config.block_size}"
         )
     generator = _torch_generator(generator, model.device)
-    cache, logits = prefill(model, prompts, group_size, capacity=capacity)
+    cache, logits = prefill(model, prompts, group_size, capacity=capacity, prefix=prefix)
     n_rows = cache.n_rows
     tokens = torch.full((n_rows, max_new_tokens), VOCAB.pad_id, dtype=torch.int64, device=model.device)
     logp = torch.zeros((n_rows, max_new_tokens), device=model.device)
@@ -435,13 +485,20 @@ def length_chunks(widths: list[int], chunk_cost: float = CHUNK_COST) -> list[tup
 
 
 def completion_states(
-    model: GPT, prompts, completions: torch.Tensor, mask: torch.Tensor, *, skip_padding: bool = True
+    model: GPT,
+    prompts,
+    completions: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    skip_padding: bool = True,
+    prefix: SharedPrefix | None = None,
 ) -> torch.Tensor:
     """Final-LayerNorm states h (B, T, n_embd) of ``completions`` (B, T) after ``prompts`` (P, Lp), B = P * G with G
     consecutive rows per prompt: h_t is the state whose logits give pi(o_t | q, o_<t). The prompts run once
     (:class:`SharedPrefix`). With ``skip_padding`` the rows run in chunks of similar length
     (:func:`length_chunks`) and h is 0 past each row's last masked position (never computed); without it, one
-    chunk of width T computes every position. Tokens off ``mask`` are never read (they are fed as EOS)."""
+    chunk of width T computes every position. Tokens off ``mask`` are never read (they are fed as EOS).
+    ``prefix``: the prompts' :func:`prompt_prefix` (None: run here)."""
     prompts = _prompt_tensor(model, prompts)
     completions = torch.as_tensor(completions, device=model.device)
     mask = torch.as_tensor(mask, device=model.device)
@@ -454,8 +511,8 @@ def completion_states(
     rows, width = completions.shape
     group_size = rows // prompts.shape[0]
     targets = completions.masked_fill(mask == 0, VOCAB.eos_id)
-    memory = SharedPrefix()
-    first = model.hidden(prompts, memory)[:, -1:]
+    memory = _checked_prefix(prefix, model, prompts)
+    first = memory.last_states
     if skip_padding:
         positions = torch.arange(1, width + 1, device=mask.device)
         widths = ((mask != 0) * positions).amax(dim=1).clamp(min=1)
@@ -484,14 +541,16 @@ def score(
     *,
     with_mean_logp: bool = False,
     skip_padding: bool = True,
+    prefix: SharedPrefix | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | q, o_<t) (B, T) of ``completions`` (B, T) after ``prompts`` (P, Lp), B = P * G with G
     consecutive rows per prompt, zero where ``mask`` (B, T) is 0; and, with ``with_mean_logp``, the mean over the
     actions of log pi(. | q, o_<t) (B, T), also zero off the mask. Differentiable (call under no_grad to skip the
     graph); tokens off the mask are never read, and with ``skip_padding`` positions past a row's last masked token
     are not computed (module docstring, item 4). The output layer reads the states of
-    :func:`completion_states` once, as one (B, T, n_embd) tensor."""
-    states = completion_states(model, prompts, completions, mask, skip_padding=skip_padding)
+    :func:`completion_states` once, as one (B, T, n_embd) tensor. ``prefix``: the prompts' :func:`prompt_prefix`
+    when the caller has it (item 5)."""
+    states = completion_states(model, prompts, completions, mask, skip_padding=skip_padding, prefix=prefix)
     mask = torch.as_tensor(mask, device=states.device)
     targets = torch.as_tensor(completions, device=states.device).masked_fill(mask == 0, VOCAB.eos_id)
     log_probs = log_policy(model.lm_head(states))

@@ -77,7 +77,7 @@ import torch
 
 from lab.rlvr.checkpoints import check_same_run, cpu_state, write_atomically
 from lab.rlvr.eval import kl_to_base
-from lab.rlvr.model import GPT, Samples, log_policy, prefill, sample, score
+from lab.rlvr.model import GPT, Samples, log_policy, prefill, prompt_prefix, sample, score
 from lab.rlvr.objectives import PolicyBatch, k3_kl, rloo
 from lab.rlvr.preference import KINDS, answer_counts, answer_index, preference_game, preference_matrix
 from lab.rlvr.tasks import VOCAB, CountdownLite
@@ -300,14 +300,15 @@ class NashLearner:
             prompts = self.task.sample_prompts(config.prompts_per_step, prompt_rng, "train")
             ids = _encode(prompts, self.model.device)
             generator = torch.Generator(device=self.model.device).manual_seed(torch_seed)
-            samples = sample(self.model, ids, G, self.max_new_tokens, generator=generator)
+            prefix = prompt_prefix(self.model, ids)  # with grad: serves the sampler and the loss
+            samples = sample(self.model, ids, G, self.max_new_tokens, generator=generator, prefix=prefix)
             rivals = opponent_sampler(ids, generator)
             preferences = mean_preferences(
                 prompts, VOCAB.decode_batch(samples.tokens.cpu()), VOCAB.decode_batch(rivals.tokens.cpu()), config.kind
             )
             self.queries += len(preferences) * config.opponents
             tokens, mask = samples.tokens, samples.mask
-            logp, _ = score(self.model, ids, tokens, mask)
+            logp, _ = score(self.model, ids, tokens, mask, prefix=prefix)
             with torch.no_grad():
                 ref_logp, _ = score(self.base_model, ids, tokens, mask)
                 anchor_logp, _ = score(anchor, ids, tokens, mask)

@@ -1,12 +1,12 @@
 """The RLVR trainer: one loop for every objective of :mod:`lab.rlvr.objectives`, held-out evaluation, exact resume.
 
 1. Step k (:meth:`RLVRTrainer.step`, k = 0, 1, ...): P distinct train prompts drawn with the numpy seed
-   (seed, k, 0); G completions per prompt from the KV-cache sampler (:func:`lab.rlvr.model.sample`: each prompt
-   prefilled once, its K/V shared by its G rows) with a torch generator seeded from (seed, k, 1); verifier
-   rewards r_i = task.verify(q, o_i).
-2. One scoring forward with grad (:func:`lab.rlvr.model.score`: prompt computed once per group, positions past a
-   completion's end skipped) gives logp = log pi_theta(o_t | q, o_<t); the vocabulary mean of log pi only for
-   ROVER; for PPO (scored at every position, :func:`score_with_states`) a value head
+   (seed, k, 0), run once with grad (:func:`lab.rlvr.model.prompt_prefix`); G completions per prompt from the
+   KV-cache sampler (:func:`lab.rlvr.model.sample`: the prompt's K/V shared by its G rows) with a torch generator
+   seeded from (seed, k, 1); verifier rewards r_i = task.verify(q, o_i).
+2. One scoring forward with grad (:func:`lab.rlvr.model.score`: the completions continue the prompt forward of
+   item 1, positions past a completion's end skipped) gives logp = log pi_theta(o_t | q, o_<t); the vocabulary
+   mean of log pi only for ROVER; for PPO (scored at every position, :func:`score_with_states`) a value head
    V = w^T h + b on the final hidden states h (detached: the critic's loss trains the head alone, as a separate
    critic would, and never moves the policy's trunk). One update per batch, so pi_old = pi_theta at the start of the
    step: old_logp = the sampler's recorded log-probs (the untempered policy at temperature 1, which is what
@@ -52,7 +52,7 @@ from torch import nn
 
 from lab.rlvr.checkpoints import check_same_run, cpu_state, write_atomically
 from lab.rlvr.eval import EvaluationReport, evaluate, minority_breakdown
-from lab.rlvr.model import GPT, GPTConfig, log_policy, sample, score
+from lab.rlvr.model import GPT, GPTConfig, SharedPrefix, log_policy, prompt_prefix, sample, score
 from lab.rlvr.objectives import OBJECTIVES, PolicyBatch, k3_kl, needs
 from lab.rlvr.pretrain import CHECKPOINT_FORMAT as PRETRAIN_FORMAT
 from lab.rlvr.pretrain import load_checkpoint
@@ -171,13 +171,21 @@ def _output_layer_inputs(model: GPT):
 
 
 def score_with_states(
-    model: GPT, prompts: torch.Tensor, completions: torch.Tensor, mask: torch.Tensor, *, with_mean_logp: bool = False
+    model: GPT,
+    prompts: torch.Tensor,
+    completions: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    with_mean_logp: bool = False,
+    prefix: SharedPrefix | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """:func:`lab.rlvr.model.score` (every position computed) plus the final hidden states h (B, T, n_embd), h_t
     being the state whose logits give log pi(o_t | q, o_<t) (the value head's input). One forward: the states are
     read off the output layer."""
     with _output_layer_inputs(model) as inputs:
-        logp, mean_logp = score(model, prompts, completions, mask, with_mean_logp=with_mean_logp, skip_padding=False)
+        logp, mean_logp = score(
+            model, prompts, completions, mask, with_mean_logp=with_mean_logp, skip_padding=False, prefix=prefix
+        )
     (states,) = inputs
     if states.shape[:2] != completions.shape:
         raise RuntimeError(f"score read {tuple(states.shape[:2])} output states for {tuple(completions.shape)} tokens")
@@ -282,6 +290,7 @@ class RLVRTrainer:
         prompt_rng, sampling_seed = _step_seeds(config.seed, self.step_count)
         prompts = self.task.sample_prompts(config.prompts_per_step, prompt_rng, "train")
         prompt_ids = _encode_prompts(prompts, self.model.device)
+        prefix = prompt_prefix(self.model, prompt_ids)  # with grad: the loss's prompt forward, shared with sampling
         samples = sample(
             self.model,
             prompt_ids,
@@ -290,6 +299,7 @@ class RLVRTrainer:
             temperature=config.temperature,
             top_k=config.top_k,
             generator=torch.Generator(device=self.model.device).manual_seed(sampling_seed),
+            prefix=prefix,
         )
         _, rewards = _verify(self.task, prompts, samples.tokens, G)
         sample_seconds = time.perf_counter() - start
@@ -298,10 +308,10 @@ class RLVRTrainer:
 
         with_mean_logp = "mean_logp" in self._required
         if self.value_head is None:
-            logp, mean_logp = score(self.model, prompt_ids, tokens, mask, with_mean_logp=with_mean_logp)
+            logp, mean_logp = score(self.model, prompt_ids, tokens, mask, with_mean_logp=with_mean_logp, prefix=prefix)
         else:
             logp, mean_logp, states = score_with_states(
-                self.model, prompt_ids, tokens, mask, with_mean_logp=with_mean_logp
+                self.model, prompt_ids, tokens, mask, with_mean_logp=with_mean_logp, prefix=prefix
             )
         optional = {}
         if mean_logp is not None:

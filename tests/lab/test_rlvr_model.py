@@ -1,5 +1,6 @@
 """The tiny GPT: the KV-cache group sampler matches a no-cache reference, records the untempered log-probs that
-``score`` recomputes, prefills each prompt once, stops rows at EOS and reproduces from its seed; pretraining lowers
+``score`` recomputes, prefills each prompt once (one prompt forward can serve sampling and the gradient), stops
+rows at EOS and reproduces from its seed; pretraining lowers
 the loss from ln(number of actions) and a killed-then-resumed run ends bit-identical to an uninterrupted one."""
 
 import math
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from lab.convex_relu_torch import torch_threads
-from lab.rlvr.model import GPT, GPTConfig, KVCache, log_policy, prefill, sample, score
+from lab.rlvr.model import GPT, GPTConfig, KVCache, log_policy, prefill, prompt_prefix, sample, score
 from lab.rlvr.pretrain import cached_base_model, load_checkpoint, pretrain, success_rates
 from lab.rlvr.tasks import VOCAB, CountdownLite, pretraining_corpus
 
@@ -107,6 +108,38 @@ def test_prefill_runs_each_prompt_once_and_matches_a_per_row_prefill():
     for ours, theirs in [(cache.keys, per_row_cache.keys), (cache.values, per_row_cache.values)]:
         np.testing.assert_allclose(ours[:, :, :, :9].numpy(), theirs[:, :, :, :9].numpy(), rtol=0, atol=1e-6)
         assert not ours[:, :, :, 9:].any()
+
+
+def test_one_prompt_forward_serves_sampling_and_the_gradient():
+    model, prompts = sharp_model(), prompt_batch(4)
+    weights = torch.randn(12, 6, generator=torch.Generator().manual_seed(0))
+    fresh = sample(model, prompts, 3, 6, generator=5)
+    fresh_logp, _ = score(model, prompts, fresh.tokens, fresh.mask)
+    fresh_gradient = torch.autograd.grad((weights[:, : fresh_logp.shape[1]] * fresh_logp).sum(), model.parameters())
+    prompt_rows = []
+    hook = model.wte.register_forward_hook(lambda module, inputs, output: prompt_rows.append(inputs[0].shape))
+    prefix = prompt_prefix(model, prompts)
+    shared = sample(model, prompts, 3, 6, generator=5, prefix=prefix)
+    logp, _ = score(model, prompts, shared.tokens, shared.mask, prefix=prefix)
+    hook.remove()
+    assert [shape for shape in prompt_rows if shape[1] == prompts.shape[1]] == [prompts.shape]  # the prompts ran once
+    assert torch.equal(shared.tokens, fresh.tokens) and torch.equal(shared.logp, fresh.logp)
+    torch.testing.assert_close(logp, fresh_logp, rtol=0, atol=1e-6)
+    gradient = torch.autograd.grad((weights[:, : logp.shape[1]] * logp).sum(), model.parameters())
+    for ours, theirs in zip(gradient, fresh_gradient, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_prefix_must_come_from_the_same_prompts_and_model_shape():
+    model, prompts = sharp_model(), prompt_batch(2)
+    completions, mask = torch.full((4, 3), VOCAB.eos_id), torch.ones(4, 3)
+    with pytest.raises(ValueError, match="prefix: it was computed for other prompts"):
+        score(model, prompts, completions, mask, prefix=prompt_prefix(model, prompt_batch(2, seed=1)))
+    with pytest.raises(TypeError, match="prefix"):
+        sample(model, prompts, 2, 3, generator=0, prefix=prompts)
+    wider = GPT(GPTConfig(vocab_size=VOCAB.size, block_size=15, n_layer=2, n_head=2, n_embd=64))
+    with pytest.raises(ValueError, match="prefix: expected 2 layers"):
+        score(model, prompts, completions, mask, prefix=prompt_prefix(wider, prompts))
 
 
 def test_masks_stop_at_eos_and_seeds_reproduce():
