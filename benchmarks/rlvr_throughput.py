@@ -18,8 +18,11 @@ Hugging Face ``generate``, on the same model, in one run (ratio = ours / referen
    ``disable_dropout=True``. The one difference in what is computed: TRL's log-probabilities normalise over the
    whole vocabulary, ours over the tokens other than PAD (our policy's support). How the work is organised differs
    (that is what is measured): TRL generates and scores P*G rows of prompt + completion padded to the longest
-   completion; ours prefills and scores each prompt once for its G rows, drops finished rows from the KV cache and
-   scores rows in chunks of similar length (lab.rlvr.model, items 3-4).
+   completion; ours runs each prompt once per step for its G rows, for sampling and the gradient alike, drops
+   finished rows from the KV cache and scores rows in chunks of similar length (lab.rlvr.model, items 3-5).
+   The untrained policy solves (almost) no prompt, so rewards, advantages and the gradient are (almost) all 0 on
+   both sides (the run prints the mean reward); neither trainer skips work for that (ours has no zero-advantage
+   shortcut), so a step costs what any GRPO step with these completion lengths costs.
 3. Timing. Our step: the ``RLVRTrainer.step()`` call (prompt draw, sampling, verification, scoring, loss, backward,
    clipping, optimizer, metrics). TRL's step: from the trainer's ``on_step_begin`` to its ``on_step_end`` callback
    (generation, reward, scoring, loss, backward, clipping, optimizer, scheduler), which leaves out its data loading
@@ -76,6 +79,7 @@ import argparse
 import functools
 import importlib.util
 import logging
+import math
 import statistics
 import tempfile
 import time
@@ -109,11 +113,13 @@ QUICK_SHAPE = Shape(n_layer=1, n_head=2, n_embd=32)
 
 @dataclass(frozen=True)
 class Timing:
-    """One timed call: seconds of wall and CPU time and the completion tokens it generated."""
+    """One timed call: seconds of wall and CPU time, the completion tokens it generated and (a GRPO step) their
+    mean verifier reward."""
 
     wall: float
     cpu: float
     tokens: int
+    reward: float = math.nan
 
 
 def timed(fn) -> tuple[object, float, float]:
@@ -239,7 +245,8 @@ def our_grpo_steps(
     timings = []
     for _ in range(warmup + steps):
         metrics, wall, cpu = timed(trainer.step)
-        timings.append(Timing(wall, cpu, round(metrics["completion_length"] * PROMPTS_PER_STEP * GROUP_SIZE)))
+        tokens = round(metrics["completion_length"] * PROMPTS_PER_STEP * GROUP_SIZE)
+        timings.append(Timing(wall, cpu, tokens, metrics["reward"]))
     return timings[warmup:]
 
 
@@ -252,10 +259,13 @@ def trl_grpo_steps(
     from trl import GRPOConfig, GRPOTrainer
 
     tokens_per_step: list[int] = []
+    rewards_per_step: list[float] = []
 
     def countdown_reward(prompts, completions, completion_ids, **_) -> list[float]:
         tokens_per_step.append(sum(len(ids) for ids in completion_ids))
-        return [task.verify(prompt, VOCAB.decode(ids)) for prompt, ids in zip(prompts, completion_ids, strict=True)]
+        rewards = [task.verify(prompt, VOCAB.decode(ids)) for prompt, ids in zip(prompts, completion_ids, strict=True)]
+        rewards_per_step.append(statistics.mean(rewards))
+        return rewards
 
     class StepClock(TrainerCallback):
         def __init__(self) -> None:
@@ -316,9 +326,8 @@ def trl_grpo_steps(
         trainer.train()
     if len(clock.seconds) != warmup + steps or len(tokens_per_step) != warmup + steps:
         raise RuntimeError(f"TRL ran {len(clock.seconds)} steps and {len(tokens_per_step)} rewards calls")
-    return [Timing(wall, cpu, tokens) for (wall, cpu), tokens in zip(clock.seconds, tokens_per_step, strict=True)][
-        warmup:
-    ]
+    steps_seen = zip(clock.seconds, tokens_per_step, rewards_per_step, strict=True)
+    return [Timing(wall, cpu, tokens, reward) for (wall, cpu), tokens, reward in steps_seen][warmup:]
 
 
 # --------------------------------------------------------------------------------------------- sampling alone
@@ -367,9 +376,10 @@ def sampling_timings(
 # --------------------------------------------------------------------------------------------- report
 @dataclass(frozen=True)
 class Summary:
-    """One side's timed calls: mean generated tokens per call, medians of the times and rates."""
+    """One side's timed calls: mean generated tokens and reward per call, medians of the times and rates."""
 
     tokens: float
+    reward: float
     cpu_ms: float
     wall_ms: float
     calls_per_cpu_s: float
@@ -384,6 +394,7 @@ class Summary:
 
         return cls(
             tokens=statistics.mean(t.tokens for t in timings),
+            reward=statistics.mean(t.reward for t in timings),
             cpu_ms=1e3 * median(t.cpu for t in timings),
             wall_ms=1e3 * median(t.wall for t in timings),
             calls_per_cpu_s=1 / median(t.cpu for t in timings),
@@ -491,6 +502,8 @@ def main() -> None:
     print(header("trainer"))
     for length, ours, theirs in grpo:
         print("\n".join(table_rows(length, ours, theirs, "TRL")))
+    rewards = "; ".join(f"T={length}: ours {ours.reward:.3f}, TRL {theirs.reward:.3f}" for length, ours, theirs in grpo)
+    print(f"mean verifier reward per step (0: every advantage and gradient is 0, on both sides): {rewards}")
     print(
         f"\nSampling alone: {PROMPTS_PER_STEP} prompts x G={GROUP_SIZE}, same weights, temperature 1; medians of "
         f"{sampling_repeats} calls; per s = calls/s"

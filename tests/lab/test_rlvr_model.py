@@ -9,9 +9,21 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lab.convex_relu_torch import torch_threads
-from lab.rlvr.model import GPT, GPTConfig, KVCache, log_policy, prefill, prompt_prefix, sample, score
+from lab.rlvr.model import (
+    GPT,
+    GPTConfig,
+    KVCache,
+    _decode_attention_kernel,
+    _serial_cpu_decode,
+    log_policy,
+    prefill,
+    prompt_prefix,
+    sample,
+    score,
+)
 from lab.rlvr.pretrain import cached_base_model, load_checkpoint, pretrain, success_rates
 from lab.rlvr.tasks import VOCAB, CountdownLite, pretraining_corpus
 
@@ -140,6 +152,26 @@ def test_a_prefix_must_come_from_the_same_prompts_and_model_shape():
     wider = GPT(GPTConfig(vocab_size=VOCAB.size, block_size=15, n_layer=2, n_head=2, n_embd=64))
     with pytest.raises(ValueError, match="prefix: expected 2 layers"):
         score(model, prompts, completions, mask, prefix=prompt_prefix(wider, prompts))
+
+
+def test_the_decode_kernel_attends_like_sdpa():
+    generator = torch.Generator().manual_seed(0)
+    cache = KVCache(TINY, 5, capacity=9)
+    cache.keys.normal_(generator=generator)
+    cache.values.normal_(generator=generator)
+    cache.length = 6
+    q, k, v = (3 * torch.randn(5, 2, 1, 16, generator=generator) for _ in range(3))
+    with torch.no_grad():
+        assert _serial_cpu_decode(q, 0.0)
+        out = cache.attend(1, q, k, v)
+    keys, values = cache.keys[:, 1, :, :7], cache.values[:, 1, :, :7]
+    assert torch.equal(keys[:, :, 6:], k) and torch.equal(values[:, :, 6:], v)  # this step's K/V were written
+    expected = F.scaled_dot_product_attention(q, keys, values)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    direct = torch.empty(5, 2, 16)
+    _decode_attention_kernel(q[:, :, 0].numpy(), cache.keys.numpy(), cache.values.numpy(), 1, 3, direct.numpy())
+    torch.testing.assert_close(direct, F.scaled_dot_product_attention(q, keys[:, :, :3], values[:, :, :3])[:, :, 0])
+    assert not _serial_cpu_decode(q.double(), 0.0) and not _serial_cpu_decode(q, 0.1)  # those go to SDPA
 
 
 def test_masks_stop_at_eos_and_seeds_reproduce():
