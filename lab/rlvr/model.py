@@ -129,7 +129,8 @@ def _serial_cpu_decode(q: torch.Tensor, dropout_p: float) -> bool:
 
 
 class KVCache:
-    """Preallocated keys and values, each (batch_size, n_layer, n_head, capacity, head_dim), written in place.
+    """Preallocated keys and values, each (batch_size, n_layer, n_head, capacity, head_dim), written in place and
+    never zeroed (attention reads positions 0 .. length - 1 of the live rows only).
 
     The first ``n_rows`` rows are live. :meth:`write_prompts` fills the first positions from a
     :class:`SharedPrefix` (the group prefill); each forward then writes its K/V after them;
@@ -140,8 +141,8 @@ class KVCache:
     def __init__(self, config: GPTConfig, batch_size: int, *, capacity: int | None = None, device=None, dtype=None):
         capacity = config.block_size if capacity is None else _check_int(capacity, "capacity")
         shape = (_check_int(batch_size, "batch_size"), config.n_layer, config.n_head, capacity, config.head_dim)
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)  # a position is read only after it is written
+        self.values = torch.empty(shape, device=device, dtype=dtype)
         self.n_rows = batch_size
         self.length = 0
 
