@@ -379,7 +379,7 @@ def _checked_prefix(prefix, model: GPT, prompts: torch.Tensor) -> SharedPrefix:
     if prefix is None:
         return prompt_prefix(model, prompts)
     if not isinstance(prefix, SharedPrefix) or prefix.prompts is None:
-        raise TypeError(f"prefix: expected the SharedPrefix of lab.rlvr.model.prompt_prefix, got {prefix!r}")
+        raise TypeError(f"prefix: expected a SharedPrefix made by prompt_prefix, got {type(prefix).__name__}")
     if prefix.prompts.shape != prompts.shape or not torch.equal(prefix.prompts, prompts):
         raise ValueError("prefix: it was computed for other prompts")
     shape = (prompts.shape[0], model.config.n_head, prompts.shape[1], model.config.head_dim)
