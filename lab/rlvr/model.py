@@ -23,13 +23,17 @@
 5. One prompt forward per RL step: :func:`prompt_prefix` run with grad serves both :func:`sample` (its K/V
    detached into the cache, its last state giving the first token's logits) and :func:`score` (its graph carries
    the prompt's share of the gradient), so a trainer computes each prompt's forward once per step, not twice.
+   With a :class:`lab.rlvr.tape.DecodeTape` the sampler also keeps its decode steps' activations, and the
+   completions need no scoring forward at all (the gradient goes down the sampler's own forward, through the
+   prefix's graph for the prompt's part).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numba
 import numpy as np
@@ -38,6 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.rlvr.tasks import VOCAB, _check_int
+
+if TYPE_CHECKING:
+    from lab.rlvr.tape import DecodeTape
 
 
 @dataclass(frozen=True)
@@ -450,10 +457,13 @@ def sample(
     top_k: int | None = None,
     generator: torch.Generator | int,
     prefix: SharedPrefix | None = None,
+    tape: DecodeTape | None = None,
 ) -> Samples:
     """``group_size`` completions of at most ``max_new_tokens`` tokens for each row of ``prompts`` (P, Lp)
     (module docstring, item 3). ``generator``: a torch.Generator on the model's device, or an int seed.
-    ``prefix``: the prompts' :func:`prompt_prefix` when the caller has it (item 5)."""
+    ``prefix``: the prompts' :func:`prompt_prefix` when the caller has it (item 5). ``tape``: a fresh
+    :class:`lab.rlvr.tape.DecodeTape` to keep the decode steps' activations in, for a backward without a scoring
+    forward."""
     prompts = _prompt_tensor(model, prompts)
     group_size = _check_int(group_size, "group_size")
     max_new_tokens = _check_int(max_new_tokens, "max_new_tokens")
@@ -468,6 +478,7 @@ def sample(
             f"{model.config.block_size}"
         )
     generator = _torch_generator(generator, model.device)
+    prefix = _checked_prefix(prefix, model, prompts)
     cache, logits = prefill(model, prompts, group_size, capacity=capacity, prefix=prefix)
     n_rows = cache.n_rows
     tokens = torch.full((n_rows, max_new_tokens), VOCAB.pad_id, dtype=torch.int64, device=model.device)
@@ -475,27 +486,31 @@ def sample(
     lengths = torch.zeros(n_rows, dtype=torch.int64, device=model.device)
     live = torch.arange(n_rows, device=model.device)  # the original row of each live cache row
     in_order = True  # live is increasing (no row has moved yet)
-    for t in range(max_new_tokens):
-        log_probs = log_policy(logits.float())
-        if in_order:
-            chosen = _draw(log_probs, temperature, top_k, generator)
-        else:
-            order = live.argsort()
-            chosen = torch.empty_like(live)
-            chosen[order] = _draw(log_probs[order], temperature, top_k, generator)
-        tokens[live, t] = chosen
-        logp[live, t] = log_probs.gather(1, chosen[:, None]).squeeze(1)
-        lengths[live] += 1
-        running = chosen != VOCAB.eos_id
-        if t == max_new_tokens - 1 or not running.any():
-            break
-        if not running.all():
-            destinations, sources = cache.drop_finished(running)
-            if destinations.numel():
-                live[destinations], chosen[destinations] = live[sources], chosen[sources]
-                in_order = False
-            live, chosen = live[: cache.n_rows], chosen[: cache.n_rows]
-        logits = model(chosen[:, None], cache)[:, -1]
+    recording = tape.recording(model, prefix, tokens) if tape is not None else contextlib.nullcontext()
+    with recording:
+        for t in range(max_new_tokens):
+            log_probs = log_policy(logits.float())
+            if tape is not None:
+                tape.record_step(live, log_probs)
+            if in_order:
+                chosen = _draw(log_probs, temperature, top_k, generator)
+            else:
+                order = live.argsort()
+                chosen = torch.empty_like(live)
+                chosen[order] = _draw(log_probs[order], temperature, top_k, generator)
+            tokens[live, t] = chosen
+            logp[live, t] = log_probs.gather(1, chosen[:, None]).squeeze(1)
+            lengths[live] += 1
+            running = chosen != VOCAB.eos_id
+            if t == max_new_tokens - 1 or not running.any():
+                break
+            if not running.all():
+                destinations, sources = cache.drop_finished(running)
+                if destinations.numel():
+                    live[destinations], chosen[destinations] = live[sources], chosen[sources]
+                    in_order = False
+                live, chosen = live[: cache.n_rows], chosen[: cache.n_rows]
+            logits = model(chosen[:, None], cache)[:, -1]
     width = int(lengths.max())
     mask = (torch.arange(width, device=model.device) < lengths[:, None]).float()
     return Samples(tokens=tokens[:, :width].contiguous(), mask=mask, logp=logp[:, :width].contiguous(), lengths=lengths)

@@ -4,12 +4,15 @@
    (seed, k, 0), run once with grad (:func:`lab.rlvr.model.prompt_prefix`); G completions per prompt from the
    KV-cache sampler (:func:`lab.rlvr.model.sample`: the prompt's K/V shared by its G rows) with a torch generator
    seeded from (seed, k, 1); verifier rewards r_i = task.verify(q, o_i).
-2. One scoring forward with grad (:func:`lab.rlvr.model.score`: the completions continue the prompt forward of
-   item 1, positions past a completion's end skipped) gives logp = log pi_theta(o_t | q, o_<t); the vocabulary
-   mean of log pi only for ROVER; for PPO (scored at every position, :func:`score_with_states`) a value head
-   V = w^T h + b on the final hidden states h (detached: the critic's loss trains the head alone, as a separate
-   critic would, and never moves the policy's trunk). One update per batch, so pi_old = pi_theta at the start of the
-   step: old_logp = the sampler's recorded log-probs (the untempered policy at temperature 1, which is what
+2. logp = log pi_theta(o_t | q, o_<t) (and the vocabulary mean of log pi, for ROVER only) are the sampler's own:
+   the loss's gradient with respect to them goes down the network through the sampler's recorded activations
+   (:mod:`lab.rlvr.tape`, ``backward_through_sampler``), with no second forward of the completions. With
+   ``backward_through_sampler=False``, and always for PPO, one scoring forward with grad
+   (:func:`lab.rlvr.model.score`: the completions continue the prompt forward of item 1, positions past a
+   completion's end skipped) computes them again; for PPO (scored at every position, :func:`score_with_states`) a
+   value head V = w^T h + b on the final hidden states h (detached: the critic's loss trains the head alone, as a
+   separate critic would, and never moves the policy's trunk). One update per batch, so pi_old = pi_theta at the
+   start of the step: old_logp = the sampler's recorded log-probs (the untempered policy at temperature 1, which is what
    re-scoring would return at any sampling temperature, so no extra forward), old_values / old_mean_logp = the
    current ones detached; ratios are 1 up to rounding. ref_logp = log pi_base under the frozen base model, without
    grad, when the objective needs it (beta / kl_coef > 0) or ``track_kl`` asks for the KL metric.
@@ -56,6 +59,7 @@ from lab.rlvr.model import GPT, GPTConfig, SharedPrefix, log_policy, prompt_pref
 from lab.rlvr.objectives import OBJECTIVES, PolicyBatch, k3_kl, needs
 from lab.rlvr.pretrain import CHECKPOINT_FORMAT as PRETRAIN_FORMAT
 from lab.rlvr.pretrain import load_checkpoint
+from lab.rlvr.tape import DecodeTape, backward_through_tape, tape_mean_logp
 from lab.rlvr.tasks import VOCAB, Task
 from lab.torch_utils import positive_int, torch_threads
 from theory.solver import Callback, IterationState, SolverResult, iterate
@@ -107,6 +111,10 @@ class TrainerConfig:
     seed: int = 0
     num_threads: int | None = None
     """torch threads inside :func:`train_rlvr` (None: unchanged)."""
+    backward_through_sampler: bool = True
+    """Differentiate through the sampler's own activations (:mod:`lab.rlvr.tape`), with no scoring forward; False:
+    score the samples again with grad (the same gradient to float rounding, one forward more). PPO always scores
+    again (its value head reads every position's state)."""
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -133,8 +141,9 @@ class TrainerConfig:
         for beta in self.betas:
             if _real(beta, "betas", low=0.0) >= 1:
                 raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
-        if not isinstance(self.track_kl, bool):
-            raise TypeError(f"track_kl: expected a bool, got {self.track_kl!r}")
+        for name in ("track_kl", "backward_through_sampler"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
         _check_objective_call(self.objective, dict(self.hyperparameters), self.group_size)
@@ -190,6 +199,11 @@ def score_with_states(
     if states.shape[:2] != completions.shape:
         raise RuntimeError(f"score read {tuple(states.shape[:2])} output states for {tuple(completions.shape)} tokens")
     return logp, mean_logp, states
+
+
+def _gradient(leaf: torch.Tensor) -> torch.Tensor:
+    """A leaf's gradient after the loss's backward (zeros when the loss did not read it)."""
+    return torch.zeros_like(leaf) if leaf.grad is None else leaf.grad
 
 
 def check_policy_and_base(model: GPT, base_model: GPT) -> None:
@@ -291,6 +305,7 @@ class RLVRTrainer:
         prompts = self.task.sample_prompts(config.prompts_per_step, prompt_rng, "train")
         prompt_ids = _encode_prompts(prompts, self.model.device)
         prefix = prompt_prefix(self.model, prompt_ids)  # with grad: the loss's prompt forward, shared with sampling
+        tape = DecodeTape() if config.backward_through_sampler and self.value_head is None else None
         samples = sample(
             self.model,
             prompt_ids,
@@ -300,6 +315,7 @@ class RLVRTrainer:
             top_k=config.top_k,
             generator=torch.Generator(device=self.model.device).manual_seed(sampling_seed),
             prefix=prefix,
+            tape=tape,
         )
         _, rewards = _verify(self.task, prompts, samples.tokens, G)
         sample_seconds = time.perf_counter() - start
@@ -307,7 +323,10 @@ class RLVRTrainer:
         tokens, mask = samples.tokens, samples.mask
 
         with_mean_logp = "mean_logp" in self._required
-        if self.value_head is None:
+        if tape is not None:  # leaves: their gradients go down the network by backward_through_tape
+            logp = samples.logp.clone().requires_grad_()
+            mean_logp = tape_mean_logp(tape, tokens.shape).requires_grad_() if with_mean_logp else None
+        elif self.value_head is None:
             logp, mean_logp = score(self.model, prompt_ids, tokens, mask, with_mean_logp=with_mean_logp, prefix=prefix)
         else:
             logp, mean_logp, states = score_with_states(
@@ -329,6 +348,9 @@ class RLVRTrainer:
         output = OBJECTIVES[config.objective](batch, **self._hyperparameters)
         self._optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
+        if tape is not None:
+            grad_mean_logp = None if mean_logp is None else _gradient(mean_logp)
+            backward_through_tape(tape, _gradient(logp), grad_mean_logp)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         if self.value_head is not None:  # clipped on its own, as a separate critic: it never rescales the policy
             torch.nn.utils.clip_grad_norm_(self.value_head.parameters(), config.grad_clip)

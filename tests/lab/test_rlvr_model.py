@@ -25,6 +25,7 @@ from lab.rlvr.model import (
     score,
 )
 from lab.rlvr.pretrain import cached_base_model, load_checkpoint, pretrain, success_rates
+from lab.rlvr.tape import DecodeTape, backward_through_tape, tape_mean_logp
 from lab.rlvr.tasks import VOCAB, CountdownLite, pretraining_corpus
 
 TASK = CountdownLite()
@@ -152,6 +153,48 @@ def test_a_prefix_must_come_from_the_same_prompts_and_model_shape():
     wider = GPT(GPTConfig(vocab_size=VOCAB.size, block_size=15, n_layer=2, n_head=2, n_embd=64))
     with pytest.raises(ValueError, match="prefix: expected 2 layers"):
         score(model, prompts, completions, mask, prefix=prompt_prefix(wider, prompts))
+
+
+@pytest.mark.parametrize("max_new_tokens", [1, 6])
+def test_the_gradient_through_the_sampler_tape_equals_the_scoring_gradient(max_new_tokens):
+    """dL/dlogp and dL/dmean_logp carried down the sampler's own activations give the gradient that the same loss
+    gets through score's second forward. max_new_tokens=1: no decode forward, the prompt's part alone."""
+    model, prompts = sharp_model(), prompt_batch(4)
+    prefix, tape = prompt_prefix(model, prompts), DecodeTape()
+    samples = sample(model, prompts, 3, max_new_tokens, temperature=1.5, generator=5, prefix=prefix, tape=tape)
+    if max_new_tokens > 1:  # rows of every length, the longest cut at the budget
+        assert samples.lengths.min() == 1 and samples.lengths.max() == max_new_tokens and samples.mask[:, -1].any()
+    generator = torch.Generator().manual_seed(1)
+    weights, mean_weights = (torch.randn(samples.tokens.shape, generator=generator) for _ in range(2))
+    logp, mean_logp = score(model, prompts, samples.tokens, samples.mask, with_mean_logp=True, prefix=prefix)
+    torch.testing.assert_close(samples.logp, logp, rtol=0, atol=1e-5)
+    torch.testing.assert_close(tape_mean_logp(tape, samples.tokens.shape), mean_logp, rtol=0, atol=1e-5)
+    loss = (weights * logp + mean_weights * mean_logp).sum()
+    expected = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+    backward_through_tape(tape, weights, mean_weights)  # off-mask weights are never read
+    for (name, parameter), gradient in zip(model.named_parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.grad, gradient, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_a_tape_is_used_once_on_the_parameters_it_recorded():
+    model, prompts = sharp_model(), prompt_batch(2)
+    tape = DecodeTape()
+    samples = sample(model, prompts, 2, 4, generator=0, tape=tape)
+    assert not any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
+    with pytest.raises(ValueError, match="tape: expected a fresh DecodeTape"):
+        sample(model, prompts, 2, 4, generator=0, tape=tape)
+    with pytest.raises(ValueError, match="tape: its prefix has no graph"):  # sample made its own, without grad
+        backward_through_tape(tape, torch.ones_like(samples.logp))
+    with pytest.raises(ValueError, match="tape: expected a DecodeTape filled"):
+        backward_through_tape(DecodeTape(), torch.ones_like(samples.logp))
+    tape = DecodeTape()
+    samples = sample(model, prompts, 2, 4, generator=0, prefix=prompt_prefix(model, prompts), tape=tape)
+    with pytest.raises(ValueError, match=r"grad_logp: expected \(4, >= "):
+        backward_through_tape(tape, torch.ones(3, samples.logp.shape[1]))
+    with torch.no_grad():
+        model.ln_f.bias.add_(1.0)
+    with pytest.raises(ValueError, match="tape: the model's parameters changed since sampling"):
+        backward_through_tape(tape, torch.ones_like(samples.logp))
 
 
 def test_the_decode_kernel_attends_like_sdpa():
