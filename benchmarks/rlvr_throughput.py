@@ -17,13 +17,15 @@ Hugging Face ``generate``, on the same model, in one run (ratio = ours / referen
    fused AdamW, gradient clipping at 1.0, fp32 (``bf16=False``, ``use_cpu=True``), no gradient checkpointing,
    ``disable_dropout=True``. The one difference in what is computed: TRL's log-probabilities normalise over the
    whole vocabulary, ours over the tokens other than PAD (our policy's support). How the work is organised differs
-   (that is what is measured): TRL generates and scores P*G rows of prompt + completion padded to the longest
-   completion; ours runs each prompt once per step for its G rows, for sampling and the gradient alike, drops
-   finished rows from the KV cache and scores rows in chunks of similar length (lab.rlvr.model, items 3-5).
+   (that is what is measured): TRL generates P*G rows, then runs prompt + completion again with grad, padded to
+   the longest completion, and differentiates that forward; ours runs each prompt once per step for its G rows,
+   for sampling and the gradient alike, drops finished rows from the KV cache, and differentiates through the
+   sampler's own activations (lab.rlvr.tape: no second forward of the completions, the backward over their
+   positions only, packed; the same gradient as scoring again, to float rounding).
    The untrained policy solves (almost) no prompt, so rewards, advantages and the gradient are (almost) all 0 on
    both sides (the run prints the mean reward); neither trainer skips work for that (ours has no zero-advantage
    shortcut), so a step costs what any GRPO step with these completion lengths costs.
-3. Timing. Our step: the ``RLVRTrainer.step()`` call (prompt draw, sampling, verification, scoring, loss, backward,
+3. Timing. Our step: the ``RLVRTrainer.step()`` call (prompt draw, sampling, verification, loss, backward,
    clipping, optimizer, metrics). TRL's step: from the trainer's ``on_step_begin`` to its ``on_step_end`` callback
    (generation, reward, scoring, loss, backward, clipping, optimizer, scheduler), which leaves out its data loading
    and logging: a bound in TRL's favour. Wall time (``time.perf_counter``) and CPU time (``time.process_time``,

@@ -67,8 +67,9 @@ from theory.solver import Callback, IterationState, SolverResult, iterate
 CHECKPOINT_FORMAT = "lab.rlvr.trainer/1"
 TIMING_METRICS = ("step_seconds", "sample_seconds", "tokens_per_second")
 """Wall-clock metrics: the only logged values that differ between two runs with the same seed."""
-RESUME_INVARIANT_FIELDS = ("steps", "checkpoint_every", "num_threads")
-"""Config fields a resumed run may change: they do not alter the trajectory."""
+RESUME_INVARIANT_FIELDS = ("steps", "checkpoint_every", "num_threads", "backward_through_sampler")
+"""Config fields a resumed run may change: they do not alter the trajectory (beyond float rounding: a resumed run
+is bit-identical to an uninterrupted one when these are the same too)."""
 
 
 def _real(value, name: str, *, low: float = -math.inf, high: float = math.inf, open_low: bool = False) -> float:
