@@ -20,8 +20,9 @@ in the scale of :mod:`theory.games.nash` (its eta'; the paper's eta / beta; Nash
    (o_t) (detached); leave-one-out group baseline A_i = R_i - mean_{j != i} R_j; loss = -(1/B) sum_i A_i
    sum_t log pi_theta(o_t): :func:`lab.rlvr.objectives.rloo` with ``beta`` (one update per batch, so its ratio is 1
    and its clipping never acts), the anchor term passed in through the rewards. Since E_{y~pi}[grad log pi(y)] = 0,
-   this is an unbiased gradient of the prox objective, KL terms included. Gradient norm clipped at ``grad_clip``;
-   AdamW at ``lr``.
+   this is an unbiased gradient of the prox objective, KL terms included. log pi_theta(o_t) is the sampler's own and
+   the gradient goes down its recorded activations (:mod:`lab.rlvr.tape`; ``backward_through_sampler=False``
+   scores the samples again). Gradient norm clipped at ``grad_clip``; AdamW at ``lr``.
 2. Nash-MP iteration k (``method="nash_mp"``): freeze pi_k (a copy: the anchor and the half step's opponent);
    half step  pi_{k+1/2} = prox(pi_k; nu = pi_k, lam = 1/eta), frozen as the next opponent;
    full step  pi_{k+1}   = prox(pi_k; nu = pi_{k+1/2}, lam = 1/eta), started again from pi_k's weights and
@@ -80,6 +81,7 @@ from lab.rlvr.eval import kl_to_base
 from lab.rlvr.model import GPT, Samples, log_policy, prefill, prompt_prefix, sample, score
 from lab.rlvr.objectives import PolicyBatch, k3_kl, rloo
 from lab.rlvr.preference import KINDS, answer_counts, answer_index, preference_game, preference_matrix
+from lab.rlvr.tape import DecodeTape, backward_from_leaves, policy_leaves
 from lab.rlvr.tasks import VOCAB, CountdownLite
 from lab.rlvr.trainer import RESUME_INVARIANT_FIELDS, check_policy_and_base, completion_budget, run_to_budget
 from lab.torch_utils import positive_int
@@ -126,6 +128,9 @@ class NashConfig:
     seed: int = 0
     num_threads: int | None = None
     """torch threads inside :func:`train_nash` (None: unchanged)."""
+    backward_through_sampler: bool = True
+    """Differentiate through the sampler's own activations (:mod:`lab.rlvr.tape`); False: score the samples again
+    with grad (the same gradient to float rounding, one forward more)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -151,6 +156,8 @@ class NashConfig:
                 positive_int(getattr(self, name), name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.backward_through_sampler, bool):
+            raise TypeError(f"backward_through_sampler: expected a bool, got {self.backward_through_sampler!r}")
 
     @property
     def anchor_weight(self) -> float:
@@ -301,14 +308,18 @@ class NashLearner:
             ids = _encode(prompts, self.model.device)
             generator = torch.Generator(device=self.model.device).manual_seed(torch_seed)
             prefix = prompt_prefix(self.model, ids)  # with grad: serves the sampler and the loss
-            samples = sample(self.model, ids, G, self.max_new_tokens, generator=generator, prefix=prefix)
+            tape = DecodeTape() if config.backward_through_sampler else None
+            samples = sample(self.model, ids, G, self.max_new_tokens, generator=generator, prefix=prefix, tape=tape)
             rivals = opponent_sampler(ids, generator)
             preferences = mean_preferences(
                 prompts, VOCAB.decode_batch(samples.tokens.cpu()), VOCAB.decode_batch(rivals.tokens.cpu()), config.kind
             )
             self.queries += len(preferences) * config.opponents
             tokens, mask = samples.tokens, samples.mask
-            logp, _ = score(self.model, ids, tokens, mask, prefix=prefix)
+            if tape is not None:  # the sampler's own log-probs: no scoring forward
+                logp, _ = policy_leaves(tape, samples.logp)
+            else:
+                logp, _ = score(self.model, ids, tokens, mask, prefix=prefix)
             with torch.no_grad():
                 ref_logp, _ = score(self.base_model, ids, tokens, mask)
                 anchor_logp, _ = score(anchor, ids, tokens, mask)
@@ -325,6 +336,8 @@ class NashLearner:
             output = rloo(batch, beta=config.beta)
             self._optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
+            if tape is not None:
+                backward_from_leaves(tape, logp)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
             self._optimizer.step()
             detached = logp.detach()

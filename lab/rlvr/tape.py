@@ -214,6 +214,19 @@ class _PackedAttention:
         return grad_qkv, grad_prompt_keys, grad_prompt_values
 
 
+def _output_states(tape: DecodeTape) -> tuple[torch.Tensor, _LayerNorm | None]:
+    """The output layer's inputs at every sampled position (N, width), step-major as :func:`_positions`: the
+    prompts' last states for the first step, then the final LayerNorm recomputed on each forward's saved input
+    (returned too, for its backward; None when no forward ran)."""
+    prefix, first_rows = tape.prefix, tape.live[0]
+    group_size = first_rows.shape[0] // prefix.prompt_count
+    first = prefix.last_states[:, 0].detach().index_select(0, first_rows // group_size)
+    if len(tape.live) == 1:
+        return first, None
+    final_norm = _LayerNorm(tape.model.ln_f, tape.packed("ln_f"))
+    return torch.cat([first, final_norm.output]), final_norm
+
+
 def _positions(tape: DecodeTape) -> tuple[torch.Tensor, torch.Tensor]:
     """(row, step) of every sampled token, step-major: the first step's rows, then each forward's."""
     rows = torch.cat(tape.live)
@@ -257,10 +270,7 @@ def backward_through_tape(
     group_size = n_rows // prefix.prompt_count
     prompt_of_first = tape.live[0] // group_size
     forwards = len(tape.live) - 1
-    states = prefix.last_states[:, 0].detach().index_select(0, prompt_of_first)
-    if forwards:
-        final_norm = _LayerNorm(model.ln_f, tape.packed("ln_f"))
-        states = torch.cat([states, final_norm.output])
+    states, final_norm = _output_states(tape)
     _accumulate(output_weight, grad_logits.T @ states)
     grad_states = grad_logits @ output_weight
     grad_last = torch.zeros_like(prefix.last_states[:, 0]).index_add_(0, prompt_of_first, grad_states[:n_rows])
@@ -295,9 +305,40 @@ def backward_through_tape(
         torch.autograd.backward(ends, grads)
 
 
+def _on_positions(tape: DecodeTape, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``values`` (N, ...) of the step-major sampled positions placed on a (B, T, ...) grid, 0 elsewhere."""
+    rows, steps = _positions(tape)
+    grid = values.new_zeros(*shape, *values.shape[1:])
+    grid[rows, steps] = values
+    return grid
+
+
+@torch.no_grad()
 def tape_mean_logp(tape: DecodeTape, shape: tuple[int, int]) -> torch.Tensor:
     """The vocabulary mean of log pi (B, T) at every sampled position (0 elsewhere), from the tape's steps."""
-    rows, steps = _positions(tape)
-    mean = torch.zeros(shape, dtype=tape.log_probs[0].dtype, device=rows.device)
-    mean[rows, steps] = mean_action_log_prob(torch.cat(tape.log_probs))
-    return mean
+    return _on_positions(tape, mean_action_log_prob(torch.cat(tape.log_probs)), shape)
+
+
+@torch.no_grad()
+def tape_states(tape: DecodeTape, shape: tuple[int, int]) -> torch.Tensor:
+    """The final-LayerNorm states (B, T, width) at every sampled position (0 elsewhere), without graph: h_t is the
+    state whose logits give pi(o_t | q, o_<t) (a value head's input)."""
+    tape.check_current()
+    return _on_positions(tape, _output_states(tape)[0], shape)
+
+
+def policy_leaves(
+    tape: DecodeTape, sampled_logp: torch.Tensor, *, with_mean_logp: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The sampled tokens' log pi (``Samples.logp``: the sampler's own) and, with ``with_mean_logp``, the vocabulary
+    mean of log pi, as autograd leaves. Build the loss on them, call its ``backward()``, then
+    :func:`backward_from_leaves`: together, the loss's gradient without a scoring forward."""
+    logp = sampled_logp.detach().clone().requires_grad_()
+    return logp, tape_mean_logp(tape, logp.shape).requires_grad_() if with_mean_logp else None
+
+
+def backward_from_leaves(tape: DecodeTape, logp: torch.Tensor, mean_logp: torch.Tensor | None = None) -> None:
+    """:func:`backward_through_tape` with the gradients the loss left on the :func:`policy_leaves` (zeros for a
+    leaf it did not read)."""
+    grad_logp = torch.zeros_like(logp) if logp.grad is None else logp.grad
+    backward_through_tape(tape, grad_logp, None if mean_logp is None else mean_logp.grad)

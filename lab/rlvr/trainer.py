@@ -6,15 +6,15 @@
    seeded from (seed, k, 1); verifier rewards r_i = task.verify(q, o_i).
 2. logp = log pi_theta(o_t | q, o_<t) (and the vocabulary mean of log pi, for ROVER only) are the sampler's own:
    the loss's gradient with respect to them goes down the network through the sampler's recorded activations
-   (:mod:`lab.rlvr.tape`, ``backward_through_sampler``), with no second forward of the completions. With
-   ``backward_through_sampler=False``, and always for PPO, one scoring forward with grad
-   (:func:`lab.rlvr.model.score`: the completions continue the prompt forward of item 1, positions past a
-   completion's end skipped) computes them again; for PPO (scored at every position, :func:`score_with_states`) a
-   value head V = w^T h + b on the final hidden states h (detached: the critic's loss trains the head alone, as a
-   separate critic would, and never moves the policy's trunk). One update per batch, so pi_old = pi_theta at the
-   start of the step: old_logp = the sampler's recorded log-probs (the untempered policy at temperature 1, which is what
-   re-scoring would return at any sampling temperature, so no extra forward), old_values / old_mean_logp = the
-   current ones detached; ratios are 1 up to rounding. ref_logp = log pi_base under the frozen base model, without
+   (:mod:`lab.rlvr.tape`, ``backward_through_sampler``), with no second forward of the completions; so are the
+   final hidden states h of PPO's value head V = w^T h + b (detached: the critic's loss trains the head alone, as a
+   separate critic would, and never moves the policy's trunk). With ``backward_through_sampler=False`` one
+   scoring forward with grad computes them again (:func:`lab.rlvr.model.score`: the completions continue the
+   prompt forward of item 1, positions past a completion's end skipped; for PPO every position,
+   :func:`score_with_states`). One update per batch, so pi_old = pi_theta at the start of the step: old_logp =
+   the sampler's recorded log-probs (the untempered policy at temperature 1, which is what re-scoring would return
+   at any sampling temperature, so no extra forward), old_values / old_mean_logp = the current ones detached;
+   ratios are 1 (up to rounding when scoring again). ref_logp = log pi_base under the frozen base model, without
    grad, when the objective needs it (beta / kl_coef > 0) or ``track_kl`` asks for the KL metric.
 3. loss = OBJECTIVES[objective](PolicyBatch, **hyperparameters); backward; the policy's gradient norm clipped at
    ``grad_clip`` (the value head's separately); AdamW at a constant learning rate (the value head in its own group
@@ -59,7 +59,7 @@ from lab.rlvr.model import GPT, GPTConfig, SharedPrefix, log_policy, prompt_pref
 from lab.rlvr.objectives import OBJECTIVES, PolicyBatch, k3_kl, needs
 from lab.rlvr.pretrain import CHECKPOINT_FORMAT as PRETRAIN_FORMAT
 from lab.rlvr.pretrain import load_checkpoint
-from lab.rlvr.tape import DecodeTape, backward_through_tape, tape_mean_logp
+from lab.rlvr.tape import DecodeTape, backward_from_leaves, policy_leaves, tape_states
 from lab.rlvr.tasks import VOCAB, Task
 from lab.torch_utils import positive_int, torch_threads
 from theory.solver import Callback, IterationState, SolverResult, iterate
@@ -114,8 +114,7 @@ class TrainerConfig:
     """torch threads inside :func:`train_rlvr` (None: unchanged)."""
     backward_through_sampler: bool = True
     """Differentiate through the sampler's own activations (:mod:`lab.rlvr.tape`), with no scoring forward; False:
-    score the samples again with grad (the same gradient to float rounding, one forward more). PPO always scores
-    again (its value head reads every position's state)."""
+    score the samples again with grad (the same gradient to float rounding, one forward more)."""
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -200,11 +199,6 @@ def score_with_states(
     if states.shape[:2] != completions.shape:
         raise RuntimeError(f"score read {tuple(states.shape[:2])} output states for {tuple(completions.shape)} tokens")
     return logp, mean_logp, states
-
-
-def _gradient(leaf: torch.Tensor) -> torch.Tensor:
-    """A leaf's gradient after the loss's backward (zeros when the loss did not read it)."""
-    return torch.zeros_like(leaf) if leaf.grad is None else leaf.grad
 
 
 def check_policy_and_base(model: GPT, base_model: GPT) -> None:
@@ -306,7 +300,7 @@ class RLVRTrainer:
         prompts = self.task.sample_prompts(config.prompts_per_step, prompt_rng, "train")
         prompt_ids = _encode_prompts(prompts, self.model.device)
         prefix = prompt_prefix(self.model, prompt_ids)  # with grad: the loss's prompt forward, shared with sampling
-        tape = DecodeTape() if config.backward_through_sampler and self.value_head is None else None
+        tape = DecodeTape() if config.backward_through_sampler else None
         samples = sample(
             self.model,
             prompt_ids,
@@ -324,9 +318,9 @@ class RLVRTrainer:
         tokens, mask = samples.tokens, samples.mask
 
         with_mean_logp = "mean_logp" in self._required
-        if tape is not None:  # leaves: their gradients go down the network by backward_through_tape
-            logp = samples.logp.clone().requires_grad_()
-            mean_logp = tape_mean_logp(tape, tokens.shape).requires_grad_() if with_mean_logp else None
+        if tape is not None:  # the sampler's own log-probs and states: no scoring forward
+            logp, mean_logp = policy_leaves(tape, samples.logp, with_mean_logp=with_mean_logp)
+            states = tape_states(tape, tokens.shape) if self.value_head is not None else None
         elif self.value_head is None:
             logp, mean_logp = score(self.model, prompt_ids, tokens, mask, with_mean_logp=with_mean_logp, prefix=prefix)
         else:
@@ -350,8 +344,7 @@ class RLVRTrainer:
         self._optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         if tape is not None:
-            grad_mean_logp = None if mean_logp is None else _gradient(mean_logp)
-            backward_through_tape(tape, _gradient(logp), grad_mean_logp)
+            backward_from_leaves(tape, logp, mean_logp)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         if self.value_head is not None:  # clipped on its own, as a separate critic: it never rescales the policy
             torch.nn.utils.clip_grad_norm_(self.value_head.parameters(), config.grad_clip)

@@ -3,6 +3,8 @@ rate against the base and lowers the KL-to-equilibrium proxy, Nash-MD raises the
 identical metrics, the logged tabular curve is theory.games' Nash-MP on the same games, the token-level mixture
 samples what it says, and bad configs name their field."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,14 @@ import torch
 from lab import get
 from lab.config import ConfigError
 from lab.rlvr.model import log_policy, score
-from lab.rlvr.nash import TIMING_METRICS, NashConfig, mean_preferences, sample_geometric_mixture, smoothed
+from lab.rlvr.nash import (
+    TIMING_METRICS,
+    NashConfig,
+    NashLearner,
+    mean_preferences,
+    sample_geometric_mixture,
+    smoothed,
+)
 from lab.rlvr.pretrain import cached_base_model, task_config
 from lab.rlvr.tasks import VOCAB, CountdownLite
 from lab.runs import RunStore
@@ -136,6 +145,32 @@ def test_a_stopped_run_resumes_and_ends_with_the_uninterrupted_metrics(store):
     assert sorted(resumed.columns) == sorted(uninterrupted.columns)
     np.testing.assert_array_equal(resumed.to_numpy(), uninterrupted[resumed.columns].to_numpy())
     assert resumed["win_rate_vs_ref"].dropna().index.tolist() == [0, 3, 6]
+
+
+@pytest.mark.parametrize("method", ["nash_mp", "nash_md"])
+def test_the_gradient_through_the_sampler_equals_scoring_again(store, method, record_gradients):
+    """Prox updates with backward_through_sampler (lab.rlvr.tape) and with the samples scored again: the same
+    statistics and the same gradients, to float rounding (Nash-MP: its half and full step, one update each)."""
+    base = base_model(store)
+    metrics, gradients = {}, {}
+    for through_sampler in (True, False):
+        config = NashConfig(
+            method=method,
+            inner_steps=1,
+            prompts_per_step=4,
+            group_size=4,
+            opponents=4,
+            backward_through_sampler=through_sampler,
+        )
+        learner = NashLearner(copy.deepcopy(base), base, CountdownLite(), config)
+        gradients[through_sampler] = record_gradients(learner._optimizer, learner.model)
+        metrics[through_sampler] = learner.step()
+    assert len(gradients[True]) == (2 if method == "nash_mp" else 1)
+    for name in ("loss", "grad_norm", "kl_to_ref", "kl_to_anchor", "preference"):
+        assert metrics[True][name] == pytest.approx(metrics[False][name], rel=1e-5, abs=1e-6), name
+    for update, other in zip(gradients[True], gradients[False], strict=True):
+        for ours, theirs in zip(update, other, strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
 def test_config_errors_name_the_field():

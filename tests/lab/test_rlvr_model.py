@@ -18,6 +18,7 @@ from lab.rlvr.model import (
     KVCache,
     _decode_attention_kernel,
     _serial_cpu_decode,
+    completion_states,
     log_policy,
     prefill,
     prompt_prefix,
@@ -25,7 +26,7 @@ from lab.rlvr.model import (
     score,
 )
 from lab.rlvr.pretrain import cached_base_model, load_checkpoint, pretrain, success_rates
-from lab.rlvr.tape import DecodeTape, backward_through_tape, tape_mean_logp
+from lab.rlvr.tape import DecodeTape, backward_through_tape, tape_mean_logp, tape_states
 from lab.rlvr.tasks import VOCAB, CountdownLite, pretraining_corpus
 
 TASK = CountdownLite()
@@ -169,6 +170,10 @@ def test_the_gradient_through_the_sampler_tape_equals_the_scoring_gradient(max_n
     logp, mean_logp = score(model, prompts, samples.tokens, samples.mask, with_mean_logp=True, prefix=prefix)
     torch.testing.assert_close(samples.logp, logp, rtol=0, atol=1e-5)
     torch.testing.assert_close(tape_mean_logp(tape, samples.tokens.shape), mean_logp, rtol=0, atol=1e-5)
+    states = completion_states(model, prompts, samples.tokens, samples.mask, prefix=prefix).detach()
+    torch.testing.assert_close(
+        tape_states(tape, samples.tokens.shape), states * samples.mask[..., None], atol=1e-5, rtol=0
+    )
     loss = (weights * logp + mean_weights * mean_logp).sum()
     expected = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
     backward_through_tape(tape, weights, mean_weights)  # off-mask weights are never read

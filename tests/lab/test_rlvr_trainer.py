@@ -75,9 +75,9 @@ def test_every_objective_steps_with_the_tensors_it_needs(base, objective, monkey
     metrics = trainer.step()
     assert math.isfinite(metrics["loss"]) and metrics["loss"] == metrics[f"{objective}/loss"]
     assert 0 < metrics["reward"] < 1 and metrics["reward"] == metrics["pass@1"]
-    # the policy is scored again only for PPO's value head (the others differentiate through the sampler); only
-    # GRPO with beta > 0 scores under the base (track_kl is off)
-    assert [call for call in calls if call[0] == "policy"] == ([("policy", False)] if objective == "ppo" else [])
+    # the policy is never scored again (its gradient, ROVER's vocabulary mean and PPO's states come from the
+    # sampler: lab.rlvr.tape); only GRPO with beta > 0 scores under the base (track_kl is off)
+    assert [who for who, _ in calls if who == "policy"] == []
     assert [who for who, _ in calls if who == "base"] == (["base"] if objective == "grpo" else [])
     assert ("kl_to_ref" in metrics) == (objective == "grpo")
     assert (trainer.value_head is not None) == (objective == "ppo")
@@ -88,12 +88,13 @@ def test_every_objective_steps_with_the_tensors_it_needs(base, objective, monkey
 
 
 @pytest.mark.parametrize(
-    ("objective", "hyperparameters"), [("grpo", {"beta": 0.04}), ("rover", {}), ("pacs", {}), ("w_reinforce", {})]
+    ("objective", "hyperparameters"),
+    [("grpo", {"beta": 0.04}), ("rover", {}), ("pacs", {}), ("w_reinforce", {}), ("ppo", {})],
 )
-def test_the_gradient_through_the_sampler_equals_scoring_again(base, objective, hyperparameters):
+def test_the_gradient_through_the_sampler_equals_scoring_again(base, objective, hyperparameters, record_gradients):
     """One step with backward_through_sampler (lab.rlvr.tape) and one that scores the samples again: the same loss
-    and the same gradient, to float rounding (captured before the optimizer step)."""
-    gradients = {}
+    and the same gradient, to float rounding (taken before the optimizer step)."""
+    metrics, gradients = {}, {}
     for through_sampler in (True, False):
         trainer = make_trainer(
             base,
@@ -102,18 +103,12 @@ def test_the_gradient_through_the_sampler_equals_scoring_again(base, objective, 
             backward_through_sampler=through_sampler,
             **QUICK,
         )
-        optimizer_step = trainer._optimizer.step
-
-        def capture(trainer=trainer, optimizer_step=optimizer_step, key=through_sampler):
-            gradients[key] = [parameter.grad.clone() for parameter in trainer.model.parameters()]
-            return optimizer_step()
-
-        trainer._optimizer.step = capture
-        metrics = trainer.step()
-        gradients[through_sampler, "metrics"] = metrics
-    assert 0 < gradients[True, "metrics"]["reward"] < 1
+        updates = record_gradients(trainer._optimizer, trainer.model)
+        metrics[through_sampler] = trainer.step()
+        (gradients[through_sampler],) = updates
+    assert 0 < metrics[True]["reward"] < 1
     for name in ("loss", "grad_norm", "kl_to_ref"):
-        assert gradients[True, "metrics"][name] == pytest.approx(gradients[False, "metrics"][name], rel=1e-5, abs=1e-7)
+        assert metrics[True][name] == pytest.approx(metrics[False][name], rel=1e-5, abs=1e-7)
     for ours, theirs in zip(gradients[True], gradients[False], strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
 
