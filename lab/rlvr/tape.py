@@ -55,6 +55,7 @@ class DecodeTape:
         self.prefix: SharedPrefix | None = None
         self.tokens: torch.Tensor | None = None
         self._versions: list[int] = []
+        self._spent = False
 
     def record_step(self, live: torch.Tensor, log_probs: torch.Tensor) -> None:
         self.live.append(live.clone())  # the sampler reorders its live tensor in place
@@ -97,6 +98,8 @@ class DecodeTape:
             raise ValueError("tape: expected a DecodeTape filled by lab.rlvr.model.sample(..., tape=)")
         if [parameter._version for parameter in self.model.parameters()] != self._versions:
             raise ValueError("tape: the model's parameters changed since sampling; score the samples again instead")
+        if self._spent:
+            raise ValueError("tape: its backward has run already (one backward per sample call)")
 
     def packed(self, name: str) -> torch.Tensor:
         """The activation ``name`` of every forward, (N, width) in the order of the packed positions."""
@@ -301,6 +304,7 @@ def backward_through_tape(
         _accumulate(model.wte.weight, torch.zeros_like(model.wte.weight).index_add_(0, fed_tokens, grad_h))
         positions = slots + prefix.prompt_length
         _accumulate(model.wpe.weight, torch.zeros_like(model.wpe.weight).index_add_(0, positions, grad_h))
+    tape._spent = True  # the prefix's graph is freed by this backward
     with torch.enable_grad():
         torch.autograd.backward(ends, grads)
 

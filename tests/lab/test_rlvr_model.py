@@ -196,6 +196,9 @@ def test_a_tape_is_used_once_on_the_parameters_it_recorded():
     samples = sample(model, prompts, 2, 4, generator=0, prefix=prompt_prefix(model, prompts), tape=tape)
     with pytest.raises(ValueError, match=r"grad_logp: expected \(4, >= "):
         backward_through_tape(tape, torch.ones(3, samples.logp.shape[1]))
+    backward_through_tape(tape, torch.ones_like(samples.logp))
+    with pytest.raises(ValueError, match="tape: its backward has run already"):
+        backward_through_tape(tape, torch.ones_like(samples.logp))
     with torch.no_grad():
         model.ln_f.bias.add_(1.0)
     with pytest.raises(ValueError, match="tape: the model's parameters changed since sampling"):
