@@ -8,9 +8,10 @@
    (:func:`log_policy` gives PAD log-probability -inf). Pretraining, sampling and scoring all use it.
 3. :func:`sample`: the P prompts run once (:func:`prompt_prefix`, P rows), their K/V copied into a preallocated
    :class:`KVCache` of P*G rows (each prompt's K/V broadcast to its G consecutive rows); then one token per step for
-   the live rows. A row that samples EOS is finished: its mask ends there and it leaves the cache (a live row from
-   the end of the cache moves into its place, so a step copies only as many rows as finished); the loop ends when
-   every row is finished or after ``max_new_tokens``. Each step draws for the live rows in their original order,
+   the live rows (:func:`_decode_step`, the one-token forward in functional ops). A row that samples EOS is
+   finished: its mask ends there and it leaves the cache (a live row from the end of the cache moves into its place,
+   so a step copies only as many rows as finished); the loop ends when every row is finished or after
+   ``max_new_tokens``. Each step draws for the live rows in their original order,
    so the draws do not depend on where the cache keeps a row.
    Tokens are drawn from softmax(top_k(log pi / temperature)) (``temperature=0``: argmax), but the recorded
    ``logp`` is log pi(o_t | q, o_<t) of the *untempered* policy (temperature 1, no top-k): the pi_old of
@@ -30,7 +31,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -446,6 +446,32 @@ def _torch_generator(generator, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(generator)
 
 
+def _decode_step(model: GPT, tokens: torch.Tensor, cache: KVCache, tape: DecodeTape | None) -> torch.Tensor:
+    """logits (rows, vocab) after one token per live cache row (``tokens`` (rows,)) at position ``cache.length``:
+    :meth:`GPT.forward` of a one-token step without dropout, written with the functional ops (no per-module call
+    overhead: 6% of a T = 32 sample call). ``tape`` receives each layer's LayerNorm inputs and qkv and first-MLP
+    outputs, and the final LayerNorm's input."""
+    x = F.embedding(tokens, model.wte.weight) + model.wpe.weight[cache.length]
+    rows, width = x.shape
+    for layer, block in enumerate(model.blocks):
+        attention, (fc, _, fc_proj, _) = block.attn, block.mlp
+        x_in = x
+        h = F.layer_norm(x, (width,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+        qkv = F.linear(h, attention.qkv.weight, attention.qkv.bias)
+        q, k, v = (part.view(rows, attention.n_head, 1, -1) for part in qkv.split(width, dim=1))
+        y = cache.attend(layer, q, k, v)
+        x = x + F.linear(y.reshape(rows, width), attention.proj.weight, attention.proj.bias)
+        h = F.layer_norm(x, (width,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+        u = F.linear(h, fc.weight, fc.bias)
+        if tape is not None:
+            tape.record_layer(layer, x_in, qkv, x, u)
+        x = x + F.linear(F.gelu(u), fc_proj.weight, fc_proj.bias)
+    cache.advance(1)
+    if tape is not None:
+        tape.record_final(x)
+    return F.linear(F.layer_norm(x, (width,), model.ln_f.weight, model.ln_f.bias, model.ln_f.eps), model.lm_head.weight)
+
+
 @torch.no_grad()
 def sample(
     model: GPT,
@@ -486,31 +512,32 @@ def sample(
     lengths = torch.zeros(n_rows, dtype=torch.int64, device=model.device)
     live = torch.arange(n_rows, device=model.device)  # the original row of each live cache row
     in_order = True  # live is increasing (no row has moved yet)
-    recording = tape.recording(model, prefix, tokens) if tape is not None else contextlib.nullcontext()
-    with recording:
-        for t in range(max_new_tokens):
-            log_probs = log_policy(logits.float())
-            if tape is not None:
-                tape.record_step(live, log_probs)
-            if in_order:
-                chosen = _draw(log_probs, temperature, top_k, generator)
-            else:
-                order = live.argsort()
-                chosen = torch.empty_like(live)
-                chosen[order] = _draw(log_probs[order], temperature, top_k, generator)
-            tokens[live, t] = chosen
-            logp[live, t] = log_probs.gather(1, chosen[:, None]).squeeze(1)
-            lengths[live] += 1
-            running = chosen != VOCAB.eos_id
-            if t == max_new_tokens - 1 or not running.any():
-                break
-            if not running.all():
-                destinations, sources = cache.drop_finished(running)
-                if destinations.numel():
-                    live[destinations], chosen[destinations] = live[sources], chosen[sources]
-                    in_order = False
-                live, chosen = live[: cache.n_rows], chosen[: cache.n_rows]
-            logits = model(chosen[:, None], cache)[:, -1]
+    if tape is not None:
+        tape.begin(model, prefix, tokens)
+    functional = not (model.training and model.config.dropout > 0)  # _decode_step has no dropout
+    for t in range(max_new_tokens):
+        log_probs = log_policy(logits.float())
+        if tape is not None:
+            tape.record_step(live, log_probs)
+        if in_order:
+            chosen = _draw(log_probs, temperature, top_k, generator)
+        else:
+            order = live.argsort()
+            chosen = torch.empty_like(live)
+            chosen[order] = _draw(log_probs[order], temperature, top_k, generator)
+        tokens[live, t] = chosen
+        logp[live, t] = log_probs.gather(1, chosen[:, None]).squeeze(1)
+        lengths[live] += 1
+        running = chosen != VOCAB.eos_id
+        if t == max_new_tokens - 1 or not running.any():
+            break
+        if not running.all():
+            destinations, sources = cache.drop_finished(running)
+            if destinations.numel():
+                live[destinations], chosen[destinations] = live[sources], chosen[sources]
+                in_order = False
+            live, chosen = live[: cache.n_rows], chosen[: cache.n_rows]
+        logits = _decode_step(model, chosen, cache, tape) if functional else model(chosen[:, None], cache)[:, -1]
     width = int(lengths.max())
     mask = (torch.arange(width, device=model.device) < lengths[:, None]).float()
     return Samples(tokens=tokens[:, :width].contiguous(), mask=mask, logp=logp[:, :width].contiguous(), lengths=lengths)

@@ -2,8 +2,8 @@
 
 An on-policy RL step (one update per batch, no dropout) scores its samples under the very parameters that drew
 them, so the scoring forward recomputes what the sampler's decode steps already computed. :class:`DecodeTape`
-keeps those activations while :func:`lab.rlvr.model.sample` runs (forward hooks on the GPT's linear and
-LayerNorm layers, and the live rows and log-probabilities of every step); :func:`backward_through_tape` then
+keeps those activations while :func:`lab.rlvr.model.sample` runs (the LayerNorm inputs and the qkv and first-MLP
+outputs of each decode step, its live rows and its log-probabilities); :func:`backward_through_tape` then
 takes the loss's gradient with respect to the sampled log-probabilities, g_t = dL / d log pi(o_t | q, o_<t), and
 carries it down the network by hand, all the completions' positions of a layer in one packed matrix (N, width):
 
@@ -27,7 +27,6 @@ whose parameters have changed is refused) and without dropout.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -42,9 +41,10 @@ class DecodeTape:
     """Activations of the sampler's decode steps, filled by ``sample(..., tape=DecodeTape())``.
 
     Per step t of the sampler: ``live[t]`` the original rows whose next token was drawn and ``log_probs[t]`` their
-    log pi (n_t, vocab). Per forward k (the tokens of step k fed back, at prompt length + k), through forward
-    hooks: each layer's two LayerNorm inputs and its qkv and first MLP outputs, and the final LayerNorm's input,
-    each (n_{k+1}, 1, width) for the rows live at step k + 1 (:meth:`packed` joins the forwards).
+    log pi (n_t, vocab). Per forward k (the tokens of step k fed back, at prompt length + k; the sampler's
+    :func:`lab.rlvr.model._decode_step` calls :meth:`record_layer` and :meth:`record_final`): each layer's two
+    LayerNorm inputs and its qkv and first MLP outputs, and the final LayerNorm's input, each (n_{k+1}, features)
+    for the rows live at step k + 1 (:meth:`packed` joins the forwards).
     """
 
     def __init__(self) -> None:
@@ -61,36 +61,25 @@ class DecodeTape:
         self.live.append(live.clone())  # the sampler reorders its live tensor in place
         self.log_probs.append(log_probs)
 
-    @contextlib.contextmanager
-    def recording(self, model: GPT, prefix: SharedPrefix, tokens: torch.Tensor):
-        """Hook ``model``'s layers for the duration (the sampler's decode loop, which fills ``tokens`` after the
-        ``prefix``); the parameters' versions are noted, so a backward after an update is refused."""
+    def begin(self, model: GPT, prefix: SharedPrefix, tokens: torch.Tensor) -> None:
+        """Called by the sampler before its decode loop (which fills ``tokens`` after the ``prefix``); the
+        parameters' versions are noted, so a backward after an update is refused."""
         if self.model is not None:
             raise ValueError("tape: expected a fresh DecodeTape (one per sample call)")
         if model.training and model.config.dropout > 0:
             raise ValueError("tape: dropout is on (model.train()); the tape's backward assumes model.eval()")
         self.model, self.prefix, self.tokens = model, prefix, tokens
         self._versions = [parameter._version for parameter in model.parameters()]
-        handles = []
 
-        def watch(module: nn.Module, name: str, *, output: bool) -> None:
-            store = self.saved.setdefault(name, [])
-            if output:
-                handles.append(module.register_forward_hook(lambda module, args, result: store.append(result)))
-            else:
-                handles.append(module.register_forward_pre_hook(lambda module, args: store.append(args[0])))
+    def record_layer(
+        self, layer: int, ln_1_input: torch.Tensor, qkv: torch.Tensor, ln_2_input: torch.Tensor, fc_output: torch.Tensor
+    ) -> None:
+        """One decode forward's activations of block ``layer``, each (rows, features)."""
+        for name, value in (("ln_1", ln_1_input), ("qkv", qkv), ("ln_2", ln_2_input), ("fc", fc_output)):
+            self.saved.setdefault(f"{layer}.{name}", []).append(value)
 
-        for layer, block in enumerate(model.blocks):
-            watch(block.ln_1, f"{layer}.ln_1", output=False)
-            watch(block.attn.qkv, f"{layer}.qkv", output=True)
-            watch(block.ln_2, f"{layer}.ln_2", output=False)
-            watch(block.mlp[0], f"{layer}.fc", output=True)
-        watch(model.ln_f, "ln_f", output=False)
-        try:
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
+    def record_final(self, ln_f_input: torch.Tensor) -> None:
+        self.saved.setdefault("ln_f", []).append(ln_f_input)
 
     def check_current(self) -> None:
         """Refuse a tape that was never filled or whose model has been updated since (its activations are stale)."""
@@ -104,7 +93,7 @@ class DecodeTape:
     def packed(self, name: str) -> torch.Tensor:
         """The activation ``name`` of every forward, (N, width) in the order of the packed positions."""
         pieces = self.saved[name]
-        return (torch.cat(pieces) if len(pieces) > 1 else pieces[0]).flatten(0, 1)
+        return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def _accumulate(parameter: nn.Parameter, gradient: torch.Tensor) -> None:

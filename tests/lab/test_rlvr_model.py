@@ -17,6 +17,7 @@ from lab.rlvr.model import (
     GPTConfig,
     KVCache,
     _decode_attention_kernel,
+    _decode_step,
     _serial_cpu_decode,
     completion_states,
     log_policy,
@@ -79,6 +80,24 @@ def test_greedy_kv_cache_sampling_equals_a_no_cache_reference():
         assert samples.tokens[row, :length].tolist() == completion
         assert int(samples.lengths[row]) == length
     assert len(lengths) >= 3  # rows finished at different steps: the compacted cache was exercised
+
+
+def test_the_functional_decode_step_equals_the_module_forward_through_the_cache():
+    """The sampler's one-token step (functional ops) gives the logits of GPT.forward on the same cache; a model
+    in train mode with dropout samples through GPT.forward, and a tape refuses it."""
+    model, prompts = sharp_model(), prompt_batch(3)
+    with torch.no_grad():
+        (functional_cache, logits), (module_cache, _) = prefill(model, prompts, 2), prefill(model, prompts, 2)
+        for _ in range(3):
+            tokens = log_policy(logits).argmax(dim=-1)
+            logits = _decode_step(model, tokens, functional_cache, None)
+            expected = model(tokens[:, None], module_cache)[:, -1]
+            torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
+    assert functional_cache.length == module_cache.length == prompts.shape[1] + 3
+    noisy = GPT(GPTConfig(vocab_size=VOCAB.size, block_size=15, n_layer=2, n_head=2, n_embd=32, dropout=0.5)).train()
+    assert sample(noisy, prompts, 2, 4, generator=0).tokens.shape[0] == 6
+    with pytest.raises(ValueError, match="tape: dropout is on"):
+        sample(noisy, prompts, 2, 4, generator=0, tape=DecodeTape())
 
 
 def test_recorded_log_probs_are_the_untempered_policy_and_equal_score():
@@ -185,7 +204,6 @@ def test_a_tape_is_used_once_on_the_parameters_it_recorded():
     model, prompts = sharp_model(), prompt_batch(2)
     tape = DecodeTape()
     samples = sample(model, prompts, 2, 4, generator=0, tape=tape)
-    assert not any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
     with pytest.raises(ValueError, match="tape: expected a fresh DecodeTape"):
         sample(model, prompts, 2, 4, generator=0, tape=tape)
     with pytest.raises(ValueError, match="tape: its prefix has no graph"):  # sample made its own, without grad
