@@ -403,10 +403,16 @@ def prefill(
     ``torch.no_grad()``."""
     prompts = _prompt_tensor(model, prompts)
     group_size = _check_int(group_size, "group_size")
-    prefix = _checked_prefix(prefix, model, prompts)
+    return _cache_from_prefix(model, _checked_prefix(prefix, model, prompts), group_size, capacity)
+
+
+def _cache_from_prefix(
+    model: GPT, prefix: SharedPrefix, group_size: int, capacity: int | None
+) -> tuple[KVCache, torch.Tensor]:
+    """:func:`prefill` from a checked ``prefix``."""
     weight = model.wte.weight
     cache = KVCache(
-        model.config, prompts.shape[0] * group_size, capacity=capacity, device=weight.device, dtype=weight.dtype
+        model.config, prefix.prompt_count * group_size, capacity=capacity, device=weight.device, dtype=weight.dtype
     )
     cache.write_prompts(prefix)
     last = model.lm_head(prefix.last_states[:, -1].detach())
@@ -446,6 +452,10 @@ def _torch_generator(generator, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(generator)
 
 
+def _normed(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
 def _decode_step(model: GPT, tokens: torch.Tensor, cache: KVCache, tape: DecodeTape | None) -> torch.Tensor:
     """logits (rows, vocab) after one token per live cache row (``tokens`` (rows,)) at position ``cache.length``:
     :meth:`GPT.forward` of a one-token step without dropout, written with the functional ops (no per-module call
@@ -456,12 +466,12 @@ def _decode_step(model: GPT, tokens: torch.Tensor, cache: KVCache, tape: DecodeT
     for layer, block in enumerate(model.blocks):
         attention, (fc, _, fc_proj, _) = block.attn, block.mlp
         x_in = x
-        h = F.layer_norm(x, (width,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+        h = _normed(block.ln_1, x)
         qkv = F.linear(h, attention.qkv.weight, attention.qkv.bias)
         q, k, v = (part.view(rows, attention.n_head, 1, -1) for part in qkv.split(width, dim=1))
         y = cache.attend(layer, q, k, v)
         x = x + F.linear(y.reshape(rows, width), attention.proj.weight, attention.proj.bias)
-        h = F.layer_norm(x, (width,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+        h = _normed(block.ln_2, x)
         u = F.linear(h, fc.weight, fc.bias)
         if tape is not None:
             tape.record_layer(layer, x_in, qkv, x, u)
@@ -469,7 +479,7 @@ def _decode_step(model: GPT, tokens: torch.Tensor, cache: KVCache, tape: DecodeT
     cache.advance(1)
     if tape is not None:
         tape.record_final(x)
-    return F.linear(F.layer_norm(x, (width,), model.ln_f.weight, model.ln_f.bias, model.ln_f.eps), model.lm_head.weight)
+    return F.linear(_normed(model.ln_f, x), model.lm_head.weight)
 
 
 @torch.no_grad()
@@ -505,7 +515,7 @@ def sample(
         )
     generator = _torch_generator(generator, model.device)
     prefix = _checked_prefix(prefix, model, prompts)
-    cache, logits = prefill(model, prompts, group_size, capacity=capacity, prefix=prefix)
+    cache, logits = _cache_from_prefix(model, prefix, group_size, capacity)
     n_rows = cache.n_rows
     tokens = torch.full((n_rows, max_new_tokens), VOCAB.pad_id, dtype=torch.int64, device=model.device)
     logp = torch.zeros((n_rows, max_new_tokens), device=model.device)
